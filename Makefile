@@ -1,0 +1,73 @@
+# dlcourse — the two commands students need are `make lab` and `make test`.
+# Everything runs from .venv, which is created and filled from requirements/lock.txt on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dlcourse-installed
+PYTEST_ARGS ?=
+JUPYTER_ARGS ?=
+FAST   ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# TensorFlow's C++ start-up chatter hides the useful lines; warnings and errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 1
+
+.PHONY: help install lab test course labs refresh bench lock doctor clean
+
+help:
+	@echo "make lab      create .venv if needed, install, start JupyterLab on labs/"
+	@echo "make test     create .venv if needed, install, run the whole test suite"
+	@echo "make course   execute every solution notebook headless (FAST=1 for the quick mode)"
+	@echo "make labs     regenerate labs/ from solutions/"
+	@echo "make refresh  re-execute solutions/ in place (full mode) and regenerate labs/"
+	@echo "make bench    run the benchmarks and print their tables"
+	@echo "make doctor   report versions, devices, data and lab sync"
+	@echo "make lock     re-resolve requirements/requirements.in into requirements/lock.txt"
+
+# The stamp is rebuilt whenever the lock or the package metadata changes.
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the locked environment into $(VENV) (first time: a few minutes)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lab: install
+	@echo "Starting JupyterLab on labs/ — open the http://127.0.0.1 URL it prints below."
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=labs --ip=127.0.0.1 $(JUPYTER_ARGS)
+
+# Unit tests, the exercise-check harness, papermill runs of every notebook in FAST mode,
+# and strict nbval on solutions/. Exit code 5 (no tests collected) means the suite is broken.
+test: install
+	@DLCOURSE_FAST=1 $(PY) -m pytest tests solutions --nbval --nbval-current-env \
+		--nbval-cell-timeout=900 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests, so nothing was checked; this is a failure."; fi; \
+	exit $$rc
+
+course: install
+	$(PY) -m dlcourse.cli run all $(if $(FAST),--fast)
+
+labs: install
+	$(PY) -m dlcourse.cli labs build
+
+refresh: install
+	$(PY) -m dlcourse.cli labs refresh all
+
+bench: install
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+doctor: install
+	$(PY) -m dlcourse.cli doctor
+
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet -r requirements/requirements.in
+	build/lock-venv/bin/python scripts/write_lock.py build/lock-venv/bin/python requirements/lock.txt
+
+clean:
+	rm -rf build .pytest_cache

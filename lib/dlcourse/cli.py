@@ -1,0 +1,165 @@
+"""The `dlcourse` command: doctor, data verify/fetch, labs build/refresh, run.
+
+Every expected failure (missing data, drifted labs, a failing notebook) ends with one sentence
+and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dlcourse.errors import DlcourseError
+
+
+def course_root() -> Path:
+    """The checkout this package lives in, or the current folder when installed elsewhere."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "solutions").is_dir() else Path.cwd()
+
+
+def _notebooks(folder: Path, which: list[str]) -> list[Path]:
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if which and which != ["all"]:
+        wanted = {w.zfill(2) for w in which}
+        found = [p for p in found if p.name[:2] in wanted]
+        missing = wanted - {p.name[:2] for p in found}
+        if missing:
+            raise DlcourseError(f"No notebook for lab(s) {', '.join(sorted(missing))} in {folder}.")
+    if not found:
+        raise DlcourseError(f"No NN_name.ipynb notebooks in {folder}.")
+    return found
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from dlcourse.data import known_datasets, verify_dataset
+
+    bad = 0
+    for name in args.datasets or known_datasets():
+        for status in verify_dataset(name, args.root):
+            where = status.path or "-"
+            print(f"{'OK ' if status.ok else 'BAD'}  {status.file.relpath:<42} {where}")
+            if not status.ok:
+                bad += 1
+                print(f"     {status.message}")
+    print(f"{'all files verified' if not bad else f'{bad} file(s) missing or corrupt'}.")
+    return 1 if bad else 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from dlcourse.data import dataset_files, locate
+
+    for name in args.datasets:
+        for file in dataset_files(name):
+            print(f"OK   {file.relpath:<42} {locate(file, args.root)}")
+    return 0
+
+
+def cmd_labs_build(args: argparse.Namespace) -> int:
+    from dlcourse.notebooks import build_labs
+
+    root = course_root()
+    changed = build_labs(root / "solutions", root / "labs", check=args.check)
+    if args.check:
+        if changed:
+            print(f"labs/ is out of date with solutions/ for: {', '.join(changed)}; run `make labs`.")
+            return 1
+        print("labs/ matches solutions/.")
+        return 0
+    print(f"regenerated {len(changed)} lab(s): {', '.join(changed) or 'none needed'}.")
+    return 0
+
+
+def cmd_labs_refresh(args: argparse.Namespace) -> int:
+    """Re-execute solution notebooks in place so their stored outputs are current."""
+    from dlcourse.notebooks import build_labs
+    from dlcourse.runner import refresh_outputs
+
+    root = course_root()
+    for path in _notebooks(root / "solutions", args.labs):
+        result = refresh_outputs(path, fast=args.fast, timeout=args.timeout)
+        print(f"{path.name}: {result.status} in {result.seconds:.1f} s {result.error}")
+        if not result.ok:
+            return 1
+    build_labs(root / "solutions", root / "labs")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dlcourse.runner import format_table, run_all
+
+    root = course_root()
+    folder = root / ("labs" if args.student else "solutions")
+    results = run_all(_notebooks(folder, args.labs), Path(args.out), fast=args.fast, timeout=args.timeout)
+    print(format_table(results))
+    print(f"executed notebooks are in {args.out}/")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from dlcourse.env import report
+    from dlcourse.notebooks import build_labs
+
+    rep = report(frameworks=not args.quick)
+    print(rep)
+    problems = [k for k, v in rep.rows if k.startswith("data:") and not v.startswith("verified")]
+    root = course_root()
+    if (root / "solutions").is_dir():
+        drift = build_labs(root / "solutions", root / "labs", check=True)
+        print(f"labs in sync          {'yes' if not drift else 'no: ' + ', '.join(drift)}")
+        problems += drift
+    print("doctor: everything looks ready." if not problems else f"doctor: {len(problems)} problem(s) above.")
+    return 1 if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlcourse", description="Tools for the dlcourse labs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="report versions, devices and data; check the labs are in sync")
+    doctor.add_argument("--quick", action="store_true", help="skip importing TensorFlow and PyTorch")
+    doctor.set_defaults(func=cmd_doctor)
+
+    data = sub.add_parser("data", help="verify or fetch the datasets").add_subparsers(dest="action", required=True)
+    verify = data.add_parser("verify", help="check every file's SHA-256 (never downloads)")
+    fetch = data.add_parser("fetch", help="download missing datasets into the cache, verified")
+    for cmd, func in ((verify, cmd_data_verify), (fetch, cmd_data_fetch)):
+        cmd.add_argument("datasets", nargs="*" if cmd is verify else "+", help="mnist, fashion-mnist, tinyshakespeare")
+        cmd.add_argument("--root", help="a data folder to use before $DLCOURSE_DATA")
+        cmd.set_defaults(func=func)
+
+    labs = sub.add_parser("labs", help="generate labs/ from solutions/").add_subparsers(dest="action", required=True)
+    build = labs.add_parser("build", help="regenerate labs/ (a timestamped backup of each replaced lab goes to build/)")
+    build.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    build.set_defaults(func=cmd_labs_build)
+    refresh = labs.add_parser("refresh", help="re-execute solutions in place, then rebuild labs/")
+    refresh.add_argument("labs", nargs="*", default=["all"])
+    refresh.add_argument("--fast", action="store_true")
+    refresh.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    refresh.set_defaults(func=cmd_labs_refresh)
+
+    run = sub.add_parser("run", help="execute notebooks headless and print a table")
+    run.add_argument("labs", nargs="*", default=["all"], help="lab numbers (00 01 ...) or 'all'")
+    run.add_argument("--fast", action="store_true", help="FAST mode (small subsets, as in CI)")
+    run.add_argument("--student", action="store_true", help="run the student labs/ instead of solutions/")
+    run.add_argument("--out", default=str(course_root() / "build" / "executed"))
+    run.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    run.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DlcourseError as exc:
+        print(f"dlcourse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dlcourse: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

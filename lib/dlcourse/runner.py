@@ -1,0 +1,156 @@
+"""Run notebooks headless with papermill and summarise them: status, seconds, checks, key metric.
+
+A notebook reports its key result with `record_metric`; checks report themselves (see
+`dlcourse.check`). Both travel as JSON inside the executed notebook, so nothing is parsed
+out of printed text.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from nbformat import NotebookNode
+
+from dlcourse.check import CHECK_MIME
+from dlcourse.notebooks import lab_number, read
+
+METRIC_MIME = "application/vnd.dlcourse.metric+json"
+
+
+def record_metric(name: str, value: Any, unit: str = "") -> None:
+    """Show a lab's key result and record it for `make course` (e.g. test accuracy)."""
+    from IPython.display import display
+
+    text = f"{name}: {value}{(' ' + unit) if unit else ''}"
+    display({"text/plain": text, METRIC_MIME: {"name": name, "value": value, "unit": unit}}, raw=True)
+
+
+def _outputs_with(nb: NotebookNode, mime: str, cell_filter: Any = None) -> list[dict]:
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or (cell_filter and not cell_filter(cell)):
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if mime in data:
+                found.append({**data[mime], "cell": index})
+    return found
+
+
+def check_results(nb: NotebookNode, cell_filter: Any = None) -> list[dict]:
+    """Every check verdict shown in an executed notebook, in order, with its cell index."""
+    return _outputs_with(nb, CHECK_MIME, cell_filter)
+
+
+def metrics(nb: NotebookNode) -> list[dict]:
+    return _outputs_with(nb, METRIC_MIME)
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+@dataclass
+class RunResult:
+    lab: str
+    status: str  # "ok", "failed" or "timeout"
+    seconds: float
+    checks_passed: int
+    checks_total: int
+    metric: str
+    error: str
+    output: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def execute(path: str | Path, output: str | Path, *, fast: bool, timeout: float | None = None,
+            parameters: dict | None = None, inject: bool = True) -> RunResult:
+    """Execute a notebook with papermill; FAST goes in as a parameter and as $DLCOURSE_FAST.
+
+    ``inject=False`` passes no parameters (papermill then adds no cell), for in-place refreshes.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    path, output = Path(path).resolve(), Path(output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    status, error = "ok", ""
+    with _environment(DLCOURSE_FAST="1" if fast else "0"):
+        try:
+            pm.execute_notebook(str(path), str(output),
+                                parameters={"FAST": fast, **(parameters or {})} if inject else None,
+                                cwd=str(path.parent), progress_bar=False, log_output=False,
+                                execution_timeout=timeout)
+        except PapermillExecutionError as exc:
+            status, error = "failed", f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}"[:500]
+        except Exception as exc:  # kernel died, timeout, bad notebook
+            timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
+            status, error = ("timeout" if timed_out else "failed"), f"{type(exc).__name__}: {exc}"[:500]
+    seconds = time.perf_counter() - start
+    nb = read(output) if output.is_file() else NotebookNode(cells=[])
+    checks = check_results(nb)
+    found = metrics(nb)
+    metric = "; ".join(f"{m['name']} = {m['value']}{(' ' + m['unit']) if m.get('unit') else ''}" for m in found)
+    return RunResult(lab_number(path), status, seconds, sum(c["status"] == "passed" for c in checks),
+                     len(checks), metric, error, output)
+
+
+def refresh_outputs(path: str | Path, *, fast: bool = False, timeout: float | None = None) -> RunResult:
+    """Re-execute a solution notebook and store its fresh outputs in place (full mode by default)."""
+    import tempfile
+
+    from dlcourse.notebooks import write
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = execute(path, Path(tmp) / path.name, fast=fast, timeout=timeout, inject=False)
+        if result.ok:
+            nb = read(result.output)
+            nb.metadata.pop("papermill", None)
+            for cell in nb.cells:
+                cell.metadata.pop("papermill", None)
+                cell.metadata.pop("execution", None)
+            write(nb, path)
+    result.output = path
+    return result
+
+
+def run_all(notebooks: list[Path], out_dir: str | Path, *, fast: bool, timeout: float | None = None) -> list[RunResult]:
+    """Execute each notebook into out_dir, with a progress bar; keeps going after a failure."""
+    from tqdm.auto import tqdm
+
+    results = []
+    for nb_path in tqdm(notebooks, desc="labs", unit="lab", disable=len(notebooks) < 2):
+        results.append(execute(nb_path, Path(out_dir) / nb_path.name, fast=fast, timeout=timeout))
+    return results
+
+
+def format_table(results: list[RunResult]) -> str:
+    """The table `make course` prints: lab, status, seconds, checks passed, key metric."""
+    rows = [("lab", "status", "seconds", "checks", "key metric")]
+    for r in results:
+        rows.append((r.lab, r.status, f"{r.seconds:.1f}", f"{r.checks_passed}/{r.checks_total}", r.metric or r.error or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
