@@ -88,13 +88,17 @@ def show(result: CheckResult) -> None:
 
 # ------------------------------------------------------------------------------ comparisons
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"the text {value[:40]!r}"
     shape = getattr(value, "shape", None)
     if shape is not None and not isinstance(value, (int, float)):
-        return f"a {type(value).__name__} of shape {tuple(shape)}"
-    return f"a {type(value).__name__}"
+        return f"{_a(type(value).__name__)} of shape {tuple(shape)}"
+    return _a(type(value).__name__)
 
 
 def _as_array(value: Any, name: str) -> np.ndarray:

@@ -27,12 +27,12 @@ class Probe:
     expected: str  # the status the check must give
 
 
-def _tagged(cell: NotebookNode, probe: Probe, source: str | None = None) -> NotebookNode:
-    """A fresh code cell (new id, no outputs) with the probe recorded in its metadata."""
+def _tagged(cell: NotebookNode, probe: Probe, role: str, source: str | None = None) -> NotebookNode:
+    """A fresh code cell (new id, no outputs) with the probe and its role recorded in its metadata."""
     from nbformat.v4 import new_code_cell
 
     return new_code_cell(source=cell.source if source is None else source,
-                         metadata={"dlcourse": {"probe": dict(probe.__dict__)}})
+                         metadata={"dlcourse": {"probe": {**probe.__dict__, "role": role}}})
 
 
 def probe_notebook(solution: NotebookNode, lab: str) -> tuple[NotebookNode, list[Probe]]:
@@ -49,12 +49,12 @@ def probe_notebook(solution: NotebookNode, lab: str) -> tuple[NotebookNode, list
         inserted: list[NotebookNode] = []
         for probe in variants:
             code = None if probe.kind == "stub" else checks[ex.id].wrong_answers[probe.label]
-            variant = _tagged(exercise_cell, probe, replace_regions(exercise_cell.source, code, ex.id))
-            inserted += [variant, _tagged(check_cell, probe)]
-        restore = _tagged(exercise_cell, Probe(ex.id, "restore", "solution again", "-"))
+            variant = _tagged(exercise_cell, probe, "exercise", replace_regions(exercise_cell.source, code, ex.id))
+            inserted += [variant, _tagged(check_cell, probe, "check")]
+        restore = _tagged(exercise_cell, Probe(ex.id, "restore", "solution again", "-"), "exercise")
         nb.cells[ex.check_index + 1:ex.check_index + 1] = inserted + [restore]
         solved = Probe(ex.id, "solution", "solution", "passed")
-        nb.cells[ex.check_index].metadata.setdefault("dlcourse", {})["probe"] = dict(solved.__dict__)
+        nb.cells[ex.check_index].metadata.setdefault("dlcourse", {})["probe"] = {**solved.__dict__, "role": "check"}
         probes = [solved] + variants + probes
     return nb, probes
 
@@ -63,8 +63,8 @@ def verdicts(executed: NotebookNode) -> list[tuple[Probe, dict | None]]:
     """Each probe with the check result its check cell showed (None if it showed none)."""
     answers = []
     for index, cell in enumerate(executed.cells):
-        info = cell.metadata.get("dlcourse", {}).get("probe")
-        if not info or info["kind"] == "restore":
+        info = dict(cell.metadata.get("dlcourse", {}).get("probe", {}))
+        if info.pop("role", None) != "check":
             continue
         shown = check_results(executed, cell_filter=lambda c, i=index: c is executed.cells[i])
         answers.append((Probe(**info), shown[0] if shown else None))

@@ -130,8 +130,12 @@ def replace_regions(source: str, replacement: str | None, exercise_id: str) -> s
 
 # ------------------------------------------------------------------------------ structure
 
-def find_exercises(nb: NotebookNode) -> list[ExerciseCells]:
-    """Each exercise cell with the check cell that follows it; raises on a broken layout."""
+def find_exercises(nb: NotebookNode, solution: bool = True) -> list[ExerciseCells]:
+    """Each exercise cell with the check cell that follows it; raises on a broken layout.
+
+    In a solution (``solution=True``) every exercise cell must hold solution markers; in a lab
+    or a student's copy they are gone.
+    """
     found: list[ExerciseCells] = []
     pending: tuple[str, int] | None = None
     for index, cell in enumerate(nb.cells):
@@ -144,7 +148,7 @@ def find_exercises(nb: NotebookNode) -> list[ExerciseCells]:
         if "exercise" in info:
             if pending:
                 raise NotebookError(f"exercise {pending[0]} has no check cell before the next exercise.")
-            if not _ID.match(info["exercise"]) or not has_markers:
+            if not _ID.match(info["exercise"]) or (solution and not has_markers):
                 raise NotebookError(f"cell {index}: exercise id {info['exercise']!r} must look like 'NN.k' and the cell needs solution markers.")
             solution_regions(cell.source)
             pending = (info["exercise"], index)
@@ -194,7 +198,7 @@ def clean_outputs(nb: NotebookNode) -> NotebookNode:
 def build_lab(solution: NotebookNode) -> NotebookNode:
     """The student version of a solution notebook."""
     lab = clean_outputs(solution)
-    for ex in find_exercises(lab):
+    for ex in find_exercises(lab, solution=True):
         cell = lab.cells[ex.exercise_index]
         cell.source = replace_regions(cell.source, None, ex.id)
     return lab
@@ -204,11 +208,11 @@ def _back_up(target: Path) -> Path | None:
     """Keep a timestamped copy of a lab before it is regenerated: a student may have worked in it."""
     if not target.is_file():
         return None
-    import time
+    from datetime import datetime
 
     backup_dir = target.parent.parent / "build" / "lab-backups"
     backup_dir.mkdir(parents=True, exist_ok=True)
-    backup = backup_dir / f"{target.stem}.{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
+    backup = backup_dir / f"{target.stem}.{datetime.now():%Y%m%d-%H%M%S-%f}.ipynb"
     backup.write_bytes(target.read_bytes())
     return backup
 

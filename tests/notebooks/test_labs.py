@@ -1,0 +1,37 @@
+"""labs/ is generated from solutions/ without drift, ships clean, and runs unsolved without errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import LABS_DIR, ROOT, SOLUTIONS
+from dlcourse.notebooks import BEGIN, build_labs, find_exercises, read
+from dlcourse.runner import check_results, execute
+
+RUNS = ROOT / "build" / "test-runs"
+
+
+def test_labs_match_solutions() -> None:
+    drift = build_labs(ROOT / "solutions", LABS_DIR, check=True)
+    assert drift == [], f"labs/ differs from what solutions/ generates for {drift}: run `make labs`"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_lab_ships_without_outputs_or_solutions(path: Path) -> None:
+    lab = read(LABS_DIR / path.name)
+    code = [c for c in lab.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert all(BEGIN not in c.source for c in code)
+    assert [e.id for e in find_exercises(lab, solution=False)] == [e.id for e in find_exercises(read(path))]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_unsolved_lab_runs_and_says_not_attempted(path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLCOURSE_DATA", str(shared_data))
+    result = execute(LABS_DIR / path.name, RUNS / f"lab-{path.name}", fast=True)
+    assert result.ok, f"the student version of {path.name} fails when unsolved: {result.error}"
+    verdicts = check_results(read(result.output))
+    assert verdicts and all(v["status"] == "not_attempted" for v in verdicts), verdicts
