@@ -14,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 LABS_DIR = ROOT / "labs"
+RUNS = ROOT / "build" / "test-runs"  # executed notebooks from the tests, kept for inspection
+CELL_TIMEOUT = 900  # seconds; a hung cell fails its test instead of the whole CI run
 
 
 def _shared_data() -> Path | None:

@@ -71,6 +71,11 @@ def test_package_dependencies_are_satisfied_by_the_lock() -> None:
         assert name in pins, f"dlcourse needs {name}, which the lock does not install"
 
 
+def test_colab_cell_installs_from_the_declared_repository() -> None:
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    assert f"dlcourse @ git+{url}" in COLAB_SETUP
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     start = readme[:readme.index("## Syllabus")]
