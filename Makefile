@@ -38,7 +38,7 @@ install: $(STAMP)
 
 lab: install
 	@echo "Starting JupyterLab on labs/ — open the http://127.0.0.1 URL it prints below."
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=labs --ip=127.0.0.1 $(JUPYTER_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=labs --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 # Unit tests, the exercise-check harness, papermill runs of every notebook in FAST mode,
 # and strict nbval on solutions/. Exit code 5 (no tests collected) means the suite is broken.
