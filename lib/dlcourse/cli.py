@@ -98,17 +98,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    import os
+
     from dlcourse.env import report
     from dlcourse.notebooks import build_labs
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not a finding
     rep = report(frameworks=not args.quick)
-    print(rep)
     problems = [k for k, v in rep.rows if k.startswith("data:") and not v.startswith("verified")]
     root = course_root()
     if (root / "solutions").is_dir():
         drift = build_labs(root / "solutions", root / "labs", check=True)
-        print(f"labs in sync          {'yes' if not drift else 'no: ' + ', '.join(drift)}")
+        rep.add("labs in sync", "yes" if not drift else "no: " + ", ".join(drift) + " (run `make labs`)")
         problems += drift
+    print(rep)
     print("doctor: everything looks ready." if not problems else f"doctor: {len(problems)} problem(s) above.")
     return 1 if problems else 0
 

@@ -72,7 +72,7 @@ def test_run_unknown_lab_is_a_sentence(capsys) -> None:
 def test_doctor_quick(shared_data: Path) -> None:
     out = run_cli("doctor", "--quick", env_data=str(shared_data))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "labs in sync          yes" in out.stdout and "doctor: everything looks ready." in out.stdout
+    assert "labs in sync           yes" in out.stdout and "doctor: everything looks ready." in out.stdout
 
 
 def test_help_lists_the_commands() -> None:
