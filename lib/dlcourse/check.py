@@ -198,14 +198,15 @@ class Exercise:
     def __post_init__(self) -> None:
         self.__doc__ = self.fn.__doc__
         self.__name__ = self.fn.__name__
-        self.params = list(inspect.signature(self.fn).parameters)
+        self.signature = inspect.signature(self.fn)
+        self.params = list(self.signature.parameters)
 
     def _result(self, status: Status, message: str, hint: str = "") -> CheckResult:
         return CheckResult(self.id, self.title, status, message, hint)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> CheckResult:
         try:
-            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+            bound = self.signature.bind(*args, **kwargs)
         except TypeError:
             wanted = ", ".join(self.params)
             return self._result("failed", f"This check takes {len(self.params)} value(s): {wanted}; run the check cell as it was given.")

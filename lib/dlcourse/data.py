@@ -199,13 +199,14 @@ class FileStatus(NamedTuple):
 
 def verify_dataset(name: str, root: str | os.PathLike | None = None) -> list[FileStatus]:
     """Check every file of a dataset where it is found, without downloading anything."""
+    folders = [folder for _, folder in _search_dirs(root)]
     statuses = []
     for file in dataset_files(name):
         try:
             path = locate(file, root, download=False)
             statuses.append(FileStatus(file, path, True, "OK"))
         except DataError as exc:
-            found = next((f / file.relpath for _, f in _search_dirs(root) if (f / file.relpath).is_file()), None)
+            found = next((f / file.relpath for f in folders if (f / file.relpath).is_file()), None)
             statuses.append(FileStatus(file, found, False, str(exc)))
     return statuses
 

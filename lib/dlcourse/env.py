@@ -111,15 +111,6 @@ class EnvReport:
         return dict(self.rows)
 
 
-def _version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def _torch_rows(report: EnvReport) -> None:
     try:
         import torch

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from nbformat import NotebookNode
 
-from dlcourse.check import registry
+from dlcourse.check import CHECK_MIME, registry
 from dlcourse.notebooks import find_exercises, replace_regions
-from dlcourse.runner import check_results
+from dlcourse.runner import cell_payloads
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,11 @@ def probe_notebook(solution: NotebookNode, lab: str) -> tuple[NotebookNode, list
 def verdicts(executed: NotebookNode) -> list[tuple[Probe, dict | None]]:
     """Each probe with the check result its check cell showed (None if it showed none)."""
     answers = []
-    for index, cell in enumerate(executed.cells):
+    for cell in executed.cells:
         info = dict(cell.metadata.get("dlcourse", {}).get("probe", {}))
         if info.pop("role", None) != "check":
             continue
-        shown = check_results(executed, cell_filter=lambda c, i=index: c is executed.cells[i])
+        shown = cell_payloads(cell, CHECK_MIME)
         answers.append((Probe(**info), shown[0] if shown else None))
     return answers
 

@@ -198,7 +198,7 @@ def clean_outputs(nb: NotebookNode) -> NotebookNode:
 def build_lab(solution: NotebookNode) -> NotebookNode:
     """The student version of a solution notebook."""
     lab = clean_outputs(solution)
-    for ex in find_exercises(lab, solution=True):
+    for ex in find_exercises(lab):
         cell = lab.cells[ex.exercise_index]
         cell.source = replace_regions(cell.source, None, ex.id)
     return lab

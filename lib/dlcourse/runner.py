@@ -30,21 +30,19 @@ def record_metric(name: str, value: Any, unit: str = "") -> None:
     display({"text/plain": text, METRIC_MIME: {"name": name, "value": value, "unit": unit}}, raw=True)
 
 
-def _outputs_with(nb: NotebookNode, mime: str, cell_filter: Any = None) -> list[dict]:
-    found = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or (cell_filter and not cell_filter(cell)):
-            continue
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if mime in data:
-                found.append({**data[mime], "cell": index})
-    return found
+def cell_payloads(cell: NotebookNode, mime: str) -> list[dict]:
+    """The JSON payloads of type `mime` among one cell's outputs."""
+    return [out["data"][mime] for out in cell.get("outputs", []) if mime in out.get("data", {})]
 
 
-def check_results(nb: NotebookNode, cell_filter: Any = None) -> list[dict]:
+def _outputs_with(nb: NotebookNode, mime: str) -> list[dict]:
+    return [{**payload, "cell": index} for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for payload in cell_payloads(cell, mime)]
+
+
+def check_results(nb: NotebookNode) -> list[dict]:
     """Every check verdict shown in an executed notebook, in order, with its cell index."""
-    return _outputs_with(nb, CHECK_MIME, cell_filter)
+    return _outputs_with(nb, CHECK_MIME)
 
 
 def metrics(nb: NotebookNode) -> list[dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from dlcourse.check import CHECK_MIME, CheckResult
