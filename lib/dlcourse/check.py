@@ -193,7 +193,7 @@ class Exercise:
     id: str
     title: str
     fn: Callable[..., str | None]
-    wrong_answers: dict[str, str] = field(default_factory=dict)
+    wrong_answers: dict[str, str | list[str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.__doc__ = self.fn.__doc__
@@ -236,11 +236,12 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, *, wrong_answers: dict[str, str] | None = None) -> Callable[[Callable[..., str | None]], Exercise]:
+def exercise(id: str, title: str, *, wrong_answers: dict[str, str | list[str | None]] | None = None) -> Callable[[Callable[..., str | None]], Exercise]:
     """Register a check for exercise ``id`` (``"NN.k"``).
 
     ``wrong_answers`` maps a label to code that replaces the solution region of the exercise
-    cell; the test suite runs each one and requires the check to reject it.
+    cell (or a list, one entry per region, None keeping that region's solution); the test
+    suite runs each one and requires the check to reject it.
     """
 
     def register(fn: Callable[..., str | None]) -> Exercise:

@@ -22,6 +22,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import nbformat
 from nbformat import NotebookNode
@@ -118,12 +119,25 @@ def stub_for(region: re.Match, exercise_id: str) -> str:
     return "".join(f"{name} = None  # YOUR ANSWER: replace None\n" for name in names)
 
 
-def replace_regions(source: str, replacement: str | None, exercise_id: str) -> str:
-    """Replace every solution region with the stub (replacement=None) or the given code."""
+def replace_regions(source: str, replacement: str | Sequence[str | None] | None, exercise_id: str) -> str:
+    """Replace every solution region with the stub (replacement=None) or the given code.
+
+    A cell with several regions (a class whose methods the student completes) may take a list
+    with one entry per region, in order; an entry of None keeps that region's solution, so a
+    wrong answer can break one method and leave the others right.
+    """
+    regions = solution_regions(source)
+    if isinstance(replacement, (list, tuple)) and len(replacement) != len(regions):
+        raise NotebookError(f"exercise {exercise_id}: {len(replacement)} replacements for {len(regions)} solution regions.")
+    counter = iter(range(len(regions)))
+
     def substitute(region: re.Match) -> str:
+        code = replacement[next(counter)] if isinstance(replacement, (list, tuple)) else replacement
         if replacement is None:
             return stub_for(region, exercise_id)
-        return textwrap.indent(textwrap.dedent(replacement).rstrip("\n") + "\n", region.group("indent"))
+        if code is None:
+            return region.group(0)
+        return textwrap.indent(textwrap.dedent(code).rstrip("\n") + "\n", region.group("indent"))
 
     return _REGION.sub(substitute, source).rstrip("\n")
 

@@ -68,6 +68,27 @@ def test_replacement_code_is_indented_into_place() -> None:
     assert wrong.endswith('    """Elementwise max(0, x)."""\n    return x')
 
 
+TWO_METHODS = """class Pair:
+    def first(self):
+        ### BEGIN SOLUTION
+        return 1
+        ### END SOLUTION
+
+    def second(self):
+        ### BEGIN SOLUTION
+        return 2
+        ### END SOLUTION"""
+
+
+def test_a_list_replaces_one_region_each_and_none_keeps_the_solution() -> None:
+    wrong = replace_regions(TWO_METHODS, [None, "return -2"], "99.4")
+    assert "        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n" in wrong
+    assert wrong.endswith("    def second(self):\n        return -2")
+    assert replace_regions(TWO_METHODS, None, "99.4").count("raise NotImplementedError") == 2
+    with pytest.raises(NotebookError, match="2 solution regions"):
+        replace_regions(TWO_METHODS, ["return 0"], "99.4")
+
+
 def test_unbalanced_markers_are_refused() -> None:
     nb = solution_nb(_cell("### BEGIN SOLUTION\nz = 1\n", exercise="99.1"), _cell("check(z)", check="99.1"))
     with pytest.raises(NotebookError, match="unbalanced"):
