@@ -29,3 +29,77 @@ def show_images(images: np.ndarray, labels: Sequence | None = None, *, ncols: in
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+_ACTIVATION_SYMBOL = {"sigmoid": "σ", "tanh": "tanh", "relu": "relu", "gelu": "gelu"}
+
+
+def plot_activation(name: str, points: Sequence[float] = (), *, ax=None, z_range: tuple[float, float] = (-6.0, 6.0),
+                    title: str | None = None):
+    """An activation from dlcourse.functions.ACTIVATIONS over z, with the points (z, f(z)) marked
+    and labelled; draws into `ax` (or a new figure) and returns the figure (lab 01)."""
+    import matplotlib.pyplot as plt
+
+    from dlcourse.functions import ACTIVATIONS
+
+    f = ACTIVATIONS[name].fn
+    symbol = _ACTIVATION_SYMBOL.get(name, name)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.6))
+    z = np.linspace(*z_range, 400)
+    ax.plot(z, f(z), color="tab:blue", label=f"{symbol}(z)")
+    for point in points:
+        value = float(f(point))
+        ax.plot([point], [value], "o", color="tab:red")
+        ax.annotate(f"{symbol}({point:g}) = {value:.4f}", (point, value), textcoords="offset points",
+                    xytext=(8, -14), fontsize=9)
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.axvline(0.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("pre-activation z = w·x + b")
+    ax.set_ylabel(f"activation {symbol}(z)")
+    ax.set_title(title or f"{symbol}(z) with the worked points marked")
+    ax.legend(loc="upper left")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def max_slope(name: str, z_range: tuple[float, float] = (-6.0, 6.0)) -> tuple[float, float]:
+    """The largest |f′(z)| of an activation over z_range (on a fine grid) and the z where it occurs (lab 03)."""
+    from dlcourse.functions import ACTIVATIONS
+
+    z = np.linspace(float(z_range[0]), float(z_range[1]), 1201)
+    slope = np.abs(ACTIVATIONS[name].grad(z))
+    best = int(np.argmax(slope))
+    return float(slope[best]), float(z[best])
+
+
+def plot_activation_through_depth(name: str, z_range: tuple[float, float] = (-6.0, 6.0), depth: int = 10):
+    """Left: an activation f and its derivative f′ over z_range. Right: the most that k stacked
+    layers can keep of a gradient through their f′ alone, max|f′|^k for k = 1..depth (the weights
+    multiply in on top of this). Returns the figure (lab 03)."""
+    import matplotlib.pyplot as plt
+
+    from dlcourse.functions import ACTIVATIONS
+
+    act = ACTIVATIONS[name]
+    z = np.linspace(float(z_range[0]), float(z_range[1]), 601)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.6))
+    left.plot(z, act.fn(z), color="tab:blue", label=f"{name}(z)")
+    left.plot(z, act.grad(z), color="tab:orange", linestyle="--", label=f"{name}′(z)")
+    left.axhline(0.0, color="grey", linewidth=0.5)
+    left.set_xlabel("input z (pre-activation)")
+    left.set_ylabel("value (unitless)")
+    left.set_title(f"{name} and its derivative")
+    left.legend(loc="upper left")
+    peak, _ = max_slope(name, z_range)
+    layers = np.arange(1, int(depth) + 1)
+    if peak > 0:
+        right.semilogy(layers, peak ** layers.astype(float), "o-", color="tab:red", markersize=3)
+    else:  # f′ is 0 over the whole range (ReLU on negative inputs): nothing to put on a log axis
+        right.text(0.5, 0.5, "f′ = 0 on this range:\nno gradient passes at all", ha="center", va="center",
+                   transform=right.transAxes)
+    right.set_xlabel("number of stacked layers k")
+    right.set_ylabel("bound max|f′|^k (log scale)")
+    right.set_title(f"most gradient left after k {name} layers")
+    fig.tight_layout()
+    return fig

@@ -31,3 +31,124 @@ def image_browser(images: np.ndarray, labels: Sequence, *, class_names: Sequence
     slider.observe(lambda change: draw(change["new"]), names="value")
     draw(0)
     return widgets.VBox([slider, caption, output])
+
+
+def neuron_explorer(w: Sequence[float], x: Sequence[float], b: float = 0.0, activation: str = "sigmoid"):
+    """One neuron a = f(w·x + b) (lab 01): a slider moves the bias b, a menu picks the activation;
+    the text shows z and a, the plot marks (z, a) on the activation curve."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from dlcourse.functions import ACTIVATIONS
+    from dlcourse.plot import plot_activation
+
+    weighted = float(np.dot(np.asarray(w, dtype=float), np.asarray(x, dtype=float)))
+    bias = widgets.FloatSlider(value=float(b), min=-5.0, max=5.0, step=0.1, description="bias b", continuous_update=False)
+    menu = widgets.Dropdown(options=list(ACTIVATIONS), value=activation, description="activation")
+    caption = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(*_: object) -> None:
+        z = weighted + bias.value
+        a = float(ACTIVATIONS[menu.value].fn(z))
+        caption.value = f"z = w·x + b = {weighted:.4f} + ({bias.value:.1f}) = {z:.4f}; a = {menu.value}(z) = {a:.4f}"
+        with output:
+            output.clear_output(wait=True)
+            plot_activation(menu.value, [round(z, 4)], title=f"one neuron: {menu.value}(w·x + b)")
+            plt.show()
+
+    bias.observe(draw, names="value")
+    menu.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([bias, menu]), caption, output])
+
+
+def activation_summary(name: str, z_range: tuple[float, float] = (-6.0, 6.0), depth: int = 10) -> str:
+    """One sentence: an activation's largest slope on z_range and what `depth` such layers leave of a gradient (lab 03)."""
+    from dlcourse.plot import max_slope
+
+    peak, where = max_slope(name, z_range)
+    low, high = float(z_range[0]), float(z_range[1])
+    return (f"{name}: the largest f′ on [{low:g}, {high:g}] is {peak:.3g} (at z = {where:.2f}); "
+            f"after {int(depth)} layers the gradient is at most {peak ** int(depth):.2g} times as large, "
+            f"before the weights multiply in.")
+
+
+def activation_explorer(activation: str = "sigmoid", z_range: tuple[float, float] = (-6.0, 6.0), depth: int = 10):
+    """Pick an activation, slide the input range and the number of layers (lab 03): the plot shows f and
+    f′ and the most gradient that many layers can keep (max|f′|^k); the text says it in numbers."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from dlcourse.functions import ACTIVATIONS
+    from dlcourse.plot import plot_activation_through_depth
+
+    menu = widgets.Dropdown(options=list(ACTIVATIONS), value=activation, description="activation")
+    z_slider = widgets.FloatRangeSlider(value=tuple(z_range), min=-10.0, max=10.0, step=0.5, description="input z",
+                                        continuous_update=False)
+    depth_slider = widgets.IntSlider(value=int(depth), min=1, max=50, description="layers", continuous_update=False)
+    summary = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(*_: object) -> None:
+        chosen = (menu.value, tuple(z_slider.value), depth_slider.value)
+        summary.value = activation_summary(*chosen)
+        with output:
+            output.clear_output(wait=True)
+            fig = plot_activation_through_depth(*chosen)
+            plt.show()
+            plt.close(fig)  # headless (Agg) show() keeps figures open; close so they do not pile up
+
+    for control in (menu, z_slider, depth_slider):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([menu, z_slider, depth_slider]), summary, output])
+
+
+def learning_rate_summary(optimizer: str, lr: float, steps: int = 50, condition: float = 50.0) -> tuple[str, np.ndarray]:
+    """One line about a run on lab 04's ill-conditioned quadratic, and its path (lab 04's widget text)."""
+    from dlcourse.optim import OPTIMIZERS, gd_stability_limit, ill_conditioned_quadratic, run
+
+    objective, A = ill_conditioned_quadratic(condition)
+    path = run(OPTIMIZERS[optimizer], objective.grad, np.array([-4.0, 3.0]), steps, lr=lr)
+    finite = path[np.all(np.isfinite(path), axis=1)]
+    limit = f" (GD is stable for lr < 2/L = {gd_stability_limit(A):.3f})" if optimizer == "GD" else ""
+    if len(finite) <= steps:
+        return f"{optimizer}, lr {lr:.3g}: diverges — |θ| passed 1e8 at step {len(finite)}{limit}", path
+    return f"{optimizer}, lr {lr:.3g}: loss after {steps} steps {objective.f(finite[-1]):.2e}{limit}", path
+
+
+def learning_rate_explorer(steps: int = 50, condition: float = 50.0, lr: float = 0.02):
+    """Lab 04: a log-scale learning-rate slider and an optimizer menu; shows the path on an
+    ill-conditioned quadratic, the loss per step, and a line that says how the run ended."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from dlcourse.optim import OPTIMIZERS, ill_conditioned_quadratic, plot_paths
+
+    objective, _ = ill_conditioned_quadratic(condition)
+    slider = widgets.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05, description="lr",
+                                    readout_format=".3g", continuous_update=False)
+    menu = widgets.Dropdown(options=list(OPTIMIZERS), value="GD", description="optimizer")
+    summary = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(_change: object = None) -> None:
+        text, path = learning_rate_summary(menu.value, slider.value, steps, condition)
+        summary.value = f"<b>{text}</b>"
+        losses = [objective.f(p) for p in path if np.all(np.isfinite(p))]
+        with output:
+            output.clear_output(wait=True)
+            fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+            plot_paths(left, objective, {f"{menu.value}, lr {slider.value:.3g}": path})
+            right.semilogy(range(len(losses)), losses)
+            right.set_xlabel("step")
+            right.set_ylabel("loss f(θ)")
+            right.set_title("loss per step (log scale)")
+            fig.tight_layout()
+            plt.show()
+
+    for control in (slider, menu):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([slider, menu]), summary, output])

@@ -1,0 +1,94 @@
+"""The lab 01 checks, called directly: they accept right answers and explain the typical wrong ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcourse.checks.lab01 import (check_dense_forward, check_keras_kernels, check_neuron_by_hand,
+                                   check_spot_the_bug, check_two_layer_forward, reference_two_layer)
+from dlcourse.functions import relu, sigmoid
+
+W_NEURON, X_NEURON, B_NEURON = np.array([0.5, -1.0, 2.0]), np.array([2.0, 1.0, 0.5]), -0.5
+ROW, X3 = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 3.0])
+W1 = np.array([[1.0, -1.0], [0.5, 0.5], [-1.0, 2.0]])
+B1 = np.array([0.0, -0.5, 0.5])
+W2 = np.array([[1.0, -2.0, 0.5]])
+B2 = np.array([0.5])
+
+
+def _stub(*args):
+    raise NotImplementedError("Exercise 01.x: replace this line with your code.")
+
+
+def test_neuron_by_hand() -> None:
+    args = (W_NEURON, X_NEURON, B_NEURON)
+    assert check_neuron_by_hand.evaluate(0.5, 0.6225, *args).passed
+    assert check_neuron_by_hand.evaluate(0.5, 0.622, *args).passed, "three correct decimals are enough"
+    assert check_neuron_by_hand.evaluate(None, None, *args).status == "not_attempted"
+    no_bias = check_neuron_by_hand.evaluate(1.0, 0.7311, *args)
+    assert no_bias.status == "failed" and "`z_hand` is 1" in no_bias.message and "bias" in no_bias.hint
+    flipped = check_neuron_by_hand.evaluate(0.5, 0.3775, *args)
+    assert flipped.status == "failed" and "a_hand" in flipped.message and "σ(−z)" in flipped.hint
+    assert "without its bias" in check_neuron_by_hand.evaluate(0.5, 0.7311, *args).hint
+    assert "z itself" in check_neuron_by_hand.evaluate(0.5, 0.5, *args).hint
+    assert "remove the quotes" in check_neuron_by_hand.evaluate("0.5", 0.6225, *args).message
+    assert check_neuron_by_hand.evaluate(0.5, 0.62, *args).status == "failed", "two decimals are not enough"
+
+
+def test_spot_the_bug() -> None:
+    assert check_spot_the_bug.evaluate(1.4, 0.8022, ROW, X3).passed
+    assert check_spot_the_bug.evaluate(np.float64(1.4), 0.802, ROW, X3).passed
+    kept = check_spot_the_bug.evaluate(0.7, 0.6682, ROW, X3)
+    assert kept.status == "failed" and "z_fixed" in kept.message and "first bug" in kept.hint
+    half = check_spot_the_bug.evaluate(1.4, 0.5, ROW, X3)
+    assert half.status == "failed" and "σ(0)" in half.hint
+    wrong_z = check_spot_the_bug.evaluate(1.4, 0.6682, ROW, X3)
+    assert wrong_z.status == "failed" and "σ(0.7)" in wrong_z.hint
+    assert check_spot_the_bug.evaluate(1.4, None, ROW, X3).status == "not_attempted"
+    assert "single number" in check_spot_the_bug.evaluate([1.4, 3.2, 5.0], 0.8022, ROW, X3).message
+
+
+def test_dense_forward() -> None:
+    passed = check_dense_forward.evaluate(lambda X, W, b: X @ W.T + b)
+    assert passed.passed and "non-square" in passed.message
+    assert check_dense_forward.evaluate(lambda X, W, b: np.einsum("ni,oi->no", X, W) + b).passed
+    no_bias = check_dense_forward.evaluate(lambda X, W, b: X @ W.T)
+    assert no_bias.status == "failed" and "bias b is missing" in no_bias.hint
+    transposed = check_dense_forward.evaluate(lambda X, W, b: X @ W + b)
+    assert transposed.status == "failed" and "W.T" in transposed.hint
+    assert check_dense_forward.evaluate(_stub).status == "not_attempted"
+    assert "should be a function" in check_dense_forward.evaluate(np.zeros(3)).message
+    flat = check_dense_forward.evaluate(lambda X, W, b: (X @ W.T + b).ravel())
+    assert flat.status == "failed" and "shape" in flat.message
+
+
+def test_two_layer_forward() -> None:
+    args = (W1, B1, W2, B2)
+    right = check_two_layer_forward.evaluate(reference_two_layer, *args)
+    assert right.passed and "p = 0.5622" in right.message
+    no_relu = check_two_layer_forward.evaluate(lambda X, W1, b1, W2, b2: sigmoid((X @ W1.T + b1) @ W2.T + b2), *args)
+    assert no_relu.status == "failed" and "hidden ReLU" in no_relu.hint
+    no_sigmoid = check_two_layer_forward.evaluate(lambda X, W1, b1, W2, b2: relu(X @ W1.T + b1) @ W2.T + b2, *args)
+    assert no_sigmoid.status == "failed" and "apply sigmoid" in no_sigmoid.hint
+    flat = check_two_layer_forward.evaluate(lambda *a: reference_two_layer(*a).ravel(), *args)
+    assert flat.status == "failed" and "(8,)" in flat.message
+    assert check_two_layer_forward.evaluate(_stub, *args).status == "not_attempted"
+
+
+def test_reference_two_layer_worked_input() -> None:
+    p = reference_two_layer(np.array([[1.0, 2.0]]), W1, B1, W2, B2)
+    assert p.shape == (1, 1) and p[0, 0] == pytest.approx(float(sigmoid(0.25)))
+
+
+def test_keras_kernels() -> None:
+    assert check_keras_kernels.evaluate(W1.T, W2.T, W1, W2).passed
+    assert check_keras_kernels.evaluate(W1.T.tolist(), W2.T.astype(np.float32), W1, W2).passed
+    kept = check_keras_kernels.evaluate(W1, W2, W1, W2)
+    assert kept.status == "failed" and "shape (3, 2)" in kept.message and "(n_in, n_out)" in kept.hint
+    reshaped = check_keras_kernels.evaluate(W1.reshape(2, 3), W2.reshape(3, 1), W1, W2)
+    assert reshaped.status == "failed" and "reshape" in reshaped.hint
+    only_second_wrong = check_keras_kernels.evaluate(W1.T, W2, W1, W2)
+    assert only_second_wrong.status == "failed" and "kernel2" in only_second_wrong.message
+    assert check_keras_kernels.evaluate(None, W2.T, W1, W2).status == "not_attempted"
+    assert "array of numbers" in check_keras_kernels.evaluate("W1.T", W2.T, W1, W2).message
