@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-LIGHT = ["dlcourse", "dlcourse.data", "dlcourse.env", "dlcourse.check", "dlcourse.cli", "dlcourse.checks.lab00",
-         "dlcourse.plot", "dlcourse.widgets"]
+LIGHT = ["dlcourse", "dlcourse.data", "dlcourse.env", "dlcourse.check", "dlcourse.cli", "dlcourse.plot",
+         "dlcourse.widgets", "dlcourse.functions", "dlcourse.graphs", "dlcourse.optim",
+         *(f"dlcourse.checks.lab{n:02d}" for n in range(5))]
 
 
 def test_importing_dlcourse_loads_no_framework() -> None:
