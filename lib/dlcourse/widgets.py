@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+
+def _redraw(output, make_figure: Callable[[], object]) -> None:
+    """Replace what `output` shows with a new figure; close it afterwards (headless show() keeps figures open)."""
+    import matplotlib.pyplot as plt
+
+    with output:
+        output.clear_output(wait=True)
+        fig = make_figure()
+        plt.show()
+        plt.close(fig)
 
 
 def image_browser(images: np.ndarray, labels: Sequence, *, class_names: Sequence[str] | None = None):
@@ -20,13 +31,15 @@ def image_browser(images: np.ndarray, labels: Sequence, *, class_names: Sequence
         label = int(labels[index])
         name = class_names[label] if class_names else str(label)
         caption.value = f"image {index}: label {name}"
-        with output:
-            output.clear_output(wait=True)
+
+        def figure():
             fig, ax = plt.subplots(figsize=(2.2, 2.2))
             ax.imshow(np.asarray(images[index]).squeeze(), cmap="gray_r")
             ax.set_title(f"label {name}")
             ax.axis("off")
-            plt.show()
+            return fig
+
+        _redraw(output, figure)
 
     slider.observe(lambda change: draw(change["new"]), names="value")
     draw(0)
@@ -37,7 +50,6 @@ def neuron_explorer(w: Sequence[float], x: Sequence[float], b: float = 0.0, acti
     """One neuron a = f(w·x + b) (lab 01): a slider moves the bias b, a menu picks the activation;
     the text shows z and a, the plot marks (z, a) on the activation curve."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     from dlcourse.functions import ACTIVATIONS
     from dlcourse.plot import plot_activation
@@ -52,10 +64,7 @@ def neuron_explorer(w: Sequence[float], x: Sequence[float], b: float = 0.0, acti
         z = weighted + bias.value
         a = float(ACTIVATIONS[menu.value].fn(z))
         caption.value = f"z = w·x + b = {weighted:.4f} + ({bias.value:.1f}) = {z:.4f}; a = {menu.value}(z) = {a:.4f}"
-        with output:
-            output.clear_output(wait=True)
-            plot_activation(menu.value, [round(z, 4)], title=f"one neuron: {menu.value}(w·x + b)")
-            plt.show()
+        _redraw(output, lambda: plot_activation(menu.value, [round(z, 4)], title=f"one neuron: {menu.value}(w·x + b)"))
 
     bias.observe(draw, names="value")
     menu.observe(draw, names="value")
@@ -78,7 +87,6 @@ def activation_explorer(activation: str = "sigmoid", z_range: tuple[float, float
     """Pick an activation, slide the input range and the number of layers (lab 03): the plot shows f and
     f′ and the most gradient that many layers can keep (max|f′|^k); the text says it in numbers."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     from dlcourse.functions import ACTIVATIONS
     from dlcourse.plot import plot_activation_through_depth
@@ -93,11 +101,7 @@ def activation_explorer(activation: str = "sigmoid", z_range: tuple[float, float
     def draw(*_: object) -> None:
         chosen = (menu.value, tuple(z_slider.value), depth_slider.value)
         summary.value = activation_summary(*chosen)
-        with output:
-            output.clear_output(wait=True)
-            fig = plot_activation_through_depth(*chosen)
-            plt.show()
-            plt.close(fig)  # headless (Agg) show() keeps figures open; close so they do not pile up
+        _redraw(output, lambda: plot_activation_through_depth(*chosen))
 
     for control in (menu, z_slider, depth_slider):
         control.observe(draw, names="value")
@@ -137,8 +141,8 @@ def learning_rate_explorer(steps: int = 50, condition: float = 50.0, lr: float =
         text, path = learning_rate_summary(menu.value, slider.value, steps, condition)
         summary.value = f"<b>{text}</b>"
         losses = [objective.f(p) for p in path if np.all(np.isfinite(p))]
-        with output:
-            output.clear_output(wait=True)
+
+        def figure():
             fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
             plot_paths(left, objective, {f"{menu.value}, lr {slider.value:.3g}": path})
             right.semilogy(range(len(losses)), losses)
@@ -146,7 +150,9 @@ def learning_rate_explorer(steps: int = 50, condition: float = 50.0, lr: float =
             right.set_ylabel("loss f(θ)")
             right.set_title("loss per step (log scale)")
             fig.tight_layout()
-            plt.show()
+            return fig
+
+        _redraw(output, figure)
 
     for control in (slider, menu):
         control.observe(draw, names="value")
