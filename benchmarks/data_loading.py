@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 
-from _table import print_table
-
 from dlcourse import data
 from dlcourse.datasets import DATASETS
+from dlcourse.tables import format_table
 
 
 def timed(fn) -> float:
@@ -37,7 +36,7 @@ def main() -> None:
         warm = timed(load)
         rows.append((name, f"{size / 1e6:.1f}", f"{verify * 1000:.0f}", f"{cold * 1000:.0f}", f"{warm * 1000:.0f}"))
     print("dataset loading (first load in a session hashes and parses; later loads reuse both)")
-    print_table(["dataset", "MB on disk", "sha256 ms", "cold load ms", "warm load ms"], rows)
+    print(format_table(["dataset", "MB on disk", "sha256 ms", "cold load ms", "warm load ms"], rows))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 
-from _table import print_table
+from dlcourse.tables import format_table
 
 STATEMENTS = {
     "python (nothing)": "pass",
@@ -38,7 +38,7 @@ def main(repeats: int = 5) -> None:
         seconds, torch_in, tf_in = measure(statement, repeats if "tensorflow" not in statement else 2)
         rows.append((label, f"{seconds * 1000:.0f}", "yes" if torch_in else "no", "yes" if tf_in else "no"))
     print(f"import times, median of fresh interpreters ({sys.version.split()[0]})")
-    print_table(["statement", "ms", "torch loaded", "tensorflow loaded"], rows)
+    print(format_table(["statement", "ms", "torch loaded", "tensorflow loaded"], rows))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -103,3 +103,69 @@ def plot_activation_through_depth(name: str, z_range: tuple[float, float] = (-6.
     right.set_title(f"most gradient left after k {name} layers")
     fig.tight_layout()
     return fig
+
+
+def plot_history(history: Mapping[str, Sequence[float]], *, title: str = "Training history", xlabel: str = "epoch"):
+    """Loss and accuracy curves from a Keras-style history dict, e.g. ``{"loss": [...],
+    "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}`` (Keras `History.history`, or
+    the same keys filled by a hand-written loop). One panel per quantity; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    quantities = [k for k in history if not k.startswith("val_")]
+    quantities += [k[4:] for k in history if k.startswith("val_") and k[4:] not in quantities]
+    if not quantities:
+        raise ValueError("plot_history needs at least one curve, e.g. {'loss': [0.5, 0.3]}.")
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.4), squeeze=False)
+    for ax, name in zip(axes.flat, quantities):
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            if key in history and len(history[key]):
+                values = list(history[key])
+                ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str] | None = None, *,
+                          title: str = "Confusion matrix"):
+    """Rows are true classes, columns predicted ones; each cell shows its count. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    k = matrix.shape[0]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2.5, 0.55 * k + 2))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="count")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_mistakes(images: np.ndarray, y_true: Sequence[int], probabilities: np.ndarray, *, n: int = 20,
+                  class_names: Sequence[str] | None = None, title: str = "Hardest mistakes"):
+    """The `n` misclassified images the model was most confident about, captioned
+    "true→predicted (confidence)"; returns the figure (labs 05-08)."""
+    probabilities = np.asarray(probabilities)
+    y_true = np.asarray(y_true)
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    hardest = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:n]
+    if not len(hardest):
+        raise ValueError("There are no mistakes to show: every prediction is right.")
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    captions = [f"{name(int(y_true[i]))}→{name(int(predicted[i]))} ({probabilities[i, predicted[i]]:.2f})" for i in hardest]
+    return show_images(images[hardest], captions, title=f"{title}: {len(wrong)} wrong of {len(y_true)}",
+                       ncols=min(10, len(hardest)), size=1.35)

@@ -64,6 +64,57 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = old
 
 
+class PeakMemory:
+    """Samples the memory of this process's children (the kernel and anything it starts) in a thread.
+
+    `peak_mb` is the largest of: any one child's own high-water mark (Linux VmHWM, which the kernel
+    keeps exactly) and the sampled sum of all children's resident memory. Elsewhere than Linux it
+    stays None. Use as a context manager around a notebook run.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _children_kb() -> list[tuple[int, int]]:
+        """(VmRSS, VmHWM) in kB of every descendant process, read from /proc."""
+        import psutil
+
+        sizes = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                fields = dict(line.split(":", 1) for line in Path(f"/proc/{child.pid}/status").read_text().splitlines())
+                sizes.append((int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])))
+            except (OSError, KeyError, ValueError, psutil.Error):
+                continue  # the process ended between listing and reading, or is not Linux
+        return sizes
+
+    def _sample(self) -> None:
+        sizes = self._children_kb()
+        if sizes:
+            kb = max(sum(rss for rss, _ in sizes), max(hwm for _, hwm in sizes))
+            self.peak_mb = max(self.peak_mb or 0.0, kb / 1024)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> "PeakMemory":
+        if Path("/proc/self/status").is_file():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 @dataclass
 class RunResult:
     lab: str
@@ -74,6 +125,7 @@ class RunResult:
     metric: str
     error: str
     output: Path
+    peak_mb: float | None = None  # peak memory of the kernel's processes, where it can be measured
 
     @property
     def ok(self) -> bool:
@@ -93,7 +145,7 @@ def execute(path: str | Path, output: str | Path, *, fast: bool, timeout: float 
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     status, error = "ok", ""
-    with _environment(DLCOURSE_FAST="1" if fast else "0"):
+    with _environment(DLCOURSE_FAST="1" if fast else "0"), PeakMemory() as memory:
         try:
             pm.execute_notebook(str(path), str(output),
                                 parameters={"FAST": fast, **(parameters or {})} if inject else None,
@@ -110,7 +162,7 @@ def execute(path: str | Path, output: str | Path, *, fast: bool, timeout: float 
     found = metrics(nb)
     metric = "; ".join(f"{m['name']} = {m['value']}{(' ' + m['unit']) if m.get('unit') else ''}" for m in found)
     return RunResult(lab_number(path), status, seconds, sum(c["status"] == "passed" for c in checks),
-                     len(checks), metric, error, output)
+                     len(checks), metric, error, output, memory.peak_mb)
 
 
 def refresh_outputs(path: str | Path, *, fast: bool = False, timeout: float | None = None) -> RunResult:
@@ -144,11 +196,13 @@ def run_all(notebooks: list[Path], out_dir: str | Path, *, fast: bool, timeout: 
 
 
 def format_table(results: list[RunResult]) -> str:
-    """The table `make course` prints: lab, status, seconds, checks passed, key metric."""
-    rows = [("lab", "status", "seconds", "checks", "key metric")]
+    """The table `make course` prints: lab, status, seconds, peak memory, checks passed, key metric."""
+    rows = [("lab", "status", "seconds", "peak MB", "checks", "key metric")]
     for r in results:
-        rows.append((r.lab, r.status, f"{r.seconds:.1f}", f"{r.checks_passed}/{r.checks_total}", r.metric or r.error or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+        memory = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
+        rows.append((r.lab, r.status, f"{r.seconds:.1f}", memory, f"{r.checks_passed}/{r.checks_total}",
+                     r.metric or r.error or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)

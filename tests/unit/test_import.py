@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 LIGHT = ["dlcourse", "dlcourse.data", "dlcourse.env", "dlcourse.check", "dlcourse.cli", "dlcourse.plot",
-         "dlcourse.widgets", "dlcourse.functions", "dlcourse.graphs", "dlcourse.optim",
+         "dlcourse.widgets", "dlcourse.functions", "dlcourse.graphs", "dlcourse.optim", "dlcourse.training", "dlcourse.tables", "dlcourse.runner",
          *(f"dlcourse.checks.lab{n:02d}" for n in range(5))]
 
 

@@ -33,3 +33,25 @@ def test_image_browser_follows_the_slider() -> None:
     assert caption.value == "image 0: label 33"
     slider.value = 4
     assert caption.value == "image 4: label 55"
+
+
+def test_history_confusion_and_mistake_plots() -> None:
+    import numpy as np
+    import pytest
+
+    from dlcourse.plot import plot_confusion_matrix, plot_history, show_mistakes
+
+    fig = plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.6, 0.8]}, title="t")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["train", "validation"]
+    with pytest.raises(ValueError, match="at least one curve"):
+        plot_history({})
+    fig = plot_confusion_matrix(np.array([[5, 1], [2, 7]]), ["cat", "dog"])
+    assert fig.axes[0].get_xlabel() == "predicted class" and len(fig.axes[0].texts) == 4
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
+    fig = show_mistakes(np.zeros((4, 28, 28)), [1, 1, 0, 0], probabilities, n=5)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["1→0 (0.90)", "0→1 (0.70)", "0→1 (0.60)"]  # most confident mistake first
+    assert "3 wrong of 4" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no mistakes"):
+        show_mistakes(np.zeros((1, 28, 28)), [0], np.array([[0.9, 0.1]]))
