@@ -158,3 +158,54 @@ def learning_rate_explorer(steps: int = 50, condition: float = 50.0, lr: float =
         control.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([slider, menu]), summary, output])
+
+
+def prediction_summary(index: int, labels: Sequence[int], probabilities: np.ndarray) -> str:
+    """One line about image `index`: its label, the network's guess and how sure it is (lab 05's widget text)."""
+    probs = np.asarray(probabilities[index], dtype=float)
+    label, guess = int(labels[index]), int(np.argmax(probs))
+    verdict = "right" if guess == label else "WRONG"
+    return (f"image {index}: label {label}, predicted {guess} with probability {probs[guess]:.3f} ({verdict}); "
+            f"probability of the true label {probs[label]:.3f}")
+
+
+def plot_prediction(image: np.ndarray, label: int, probabilities: np.ndarray, *, title: str | None = None):
+    """An image beside the bar chart of the 10 class probabilities; the true class's bar is green,
+    a wrong guess red. Returns the figure (lab 05)."""
+    import matplotlib.pyplot as plt
+
+    probs = np.asarray(probabilities, dtype=float)
+    guess = int(np.argmax(probs))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8), gridspec_kw={"width_ratios": [1, 2]})
+    left.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r")
+    left.set_title(f"label {int(label)}")
+    left.axis("off")
+    colours = ["tab:green" if k == int(label) else "tab:red" if k == guess else "tab:grey" for k in range(len(probs))]
+    right.bar(range(len(probs)), probs, color=colours)
+    right.set_xticks(range(len(probs)))
+    right.set_ylim(0, 1)
+    right.set_xlabel("class (digit)")
+    right.set_ylabel("predicted probability")
+    right.set_title(title or f"predicted {guess} ({probs[guess]:.2f})")
+    fig.tight_layout()
+    return fig
+
+
+def prediction_explorer(images: np.ndarray, labels: Sequence[int], probabilities: np.ndarray, start: int = 0):
+    """Lab 05: a slider over images (e.g. the test set); shows the image, the network's class
+    probabilities as bars, and a line naming the label, the guess and its probability."""
+    import ipywidgets as widgets
+
+    slider = widgets.IntSlider(value=int(start), min=0, max=len(images) - 1, description="image",
+                               continuous_update=False)
+    summary = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(_change: object = None) -> None:
+        index = int(slider.value)
+        summary.value = f"<b>{prediction_summary(index, labels, probabilities)}</b>"
+        _redraw(output, lambda: plot_prediction(images[index], int(labels[index]), probabilities[index]))
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, summary, output])

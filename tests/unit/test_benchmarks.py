@@ -1,0 +1,39 @@
+"""The MNIST benchmark script runs end to end (a seconds-long FAST smoke run, not a timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_mnist_benchmark_smoke_run_prints_its_table() -> None:
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "mnist.py"), "--fast"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[1].split()[:3] == ["recipe", "framework", "device"]
+    rows = lines[3:]
+    assert [row.split()[0:2] for row in rows] == [["lab", "07"], ["lab", "08"], ["keras.io", "convnet"]]
+    assert "206,970" in rows[0] and "206,970" in rows[1]  # the same network in both frameworks
+
+
+def test_mnist_benchmark_rejects_zero_seeds() -> None:
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "mnist.py"), "--seeds", "0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--seeds must be at least 1" in out.stderr
+
+
+def test_several_seeds_give_mean_and_spread() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from mnist import summary_row
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from dlcourse.training import TrainResult
+
+    runs = [TrainResult("PyTorch 2.13", "lab 08 CNN", 206970, 1, seconds, accuracy, reached)
+            for seconds, accuracy, reached in [(10.0, 0.9900, 8.0), (12.0, 0.9910, None)]]
+    row = summary_row(runs)
+    assert row[5:] == ["2", "11.0 ± 1.4", "0.9905 ± 0.0007", "8.0 (1/2 runs)"]

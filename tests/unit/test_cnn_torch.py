@@ -1,0 +1,85 @@
+"""dlcourse.cnn_torch: the shared CNN, in-memory batching, evaluation and the training recipe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlcourse import cnn_torch
+from dlcourse.training import TrainResult
+
+
+@pytest.fixture
+def tiny_mnist(shared_data, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DLCOURSE_DATA", str(shared_data))
+    from dlcourse.data import load_mnist
+
+    return load_mnist(scale=True, channels="first", n_train=640, n_test=300, seed=0)
+
+
+def test_build_cnn_has_the_shared_shape() -> None:
+    model = cnn_torch.build_cnn()
+    assert cnn_torch.count_params(model) == 206_970
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    buffers = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
+    assert buffers == 96, "Keras' count_params() adds these 2·(16+32) moving statistics: 207,066"
+
+
+def test_batches_cover_every_sample_once() -> None:
+    x, y = torch.arange(10).float().reshape(10, 1), torch.arange(10)
+    got = list(cnn_torch.batches(x, y, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert [len(b) for b, _ in got] == [4, 4, 2]
+    order = torch.cat([b for _, b in got])
+    assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in got), "x and y stay paired"
+    plain = torch.cat([b for _, b in cnn_torch.batches(x, y, 4, shuffle=False)])
+    assert plain.tolist() == list(range(10))
+    with pytest.raises(ValueError, match="same length"):
+        next(cnn_torch.batches(x, y[:5], 4, shuffle=False))
+
+
+def test_evaluate_uses_eval_mode_and_restores_it() -> None:
+    torch.manual_seed(0)
+    model = cnn_torch.build_cnn()
+    x, y = torch.rand(50, 1, 28, 28), torch.randint(0, 10, (50,))
+    model.train()
+    first = cnn_torch.evaluate(model, x, y, batch_size=7)
+    assert model.training
+    assert cnn_torch.evaluate(model, x, y, batch_size=50, channels_last=True) == pytest.approx(first)
+    model.eval()
+    cnn_torch.evaluate(model, x.numpy(), y.numpy())
+    assert not model.training
+
+
+def test_images_in_the_wrong_form_get_a_sentence() -> None:
+    model = cnn_torch.build_cnn()
+    with pytest.raises(ValueError, match="scale=True"):
+        cnn_torch.evaluate(model, torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2))
+    assert cnn_torch.evaluate(model, torch.zeros(2, 28, 28, 1), torch.zeros(2)) >= 0  # channels-last is converted
+
+
+def test_train_cnn_reports_a_train_result(tiny_mnist) -> None:
+    model, result = cnn_torch.train_cnn(tiny_mnist, epochs=1.5, batch_size=64, device="cpu", progress=False, target=0.5)
+    assert isinstance(result, TrainResult)
+    assert result.framework.startswith("PyTorch") and result.recipe == "lab 08 CNN" and result.device == "cpu"
+    assert result.params == 206_970 and result.epochs == 1.5
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(result.history["val_accuracy"]) == 2, "one entry per (partial) epoch"
+    assert result.test_accuracy == result.history["val_accuracy"][-1]
+    assert result.test_accuracy > 0.5 and result.seconds_to_target is not None
+    assert 0 < result.seconds_to_target <= result.train_seconds
+    assert not model.training
+    x, y = torch.from_numpy(tiny_mnist.test.x), torch.from_numpy(tiny_mnist.test.y)
+    assert cnn_torch.evaluate(model, x, y) == pytest.approx(result.test_accuracy)
+
+
+def test_train_cnn_is_repeatable_and_works_without_channels_last(tiny_mnist) -> None:
+    _, a = cnn_torch.train_cnn(tiny_mnist, epochs=0.5, seed=3, device="cpu", channels_last=False, progress=False)
+    _, b = cnn_torch.train_cnn(tiny_mnist, epochs=0.5, seed=3, device="cpu", channels_last=False, progress=False)
+    assert a.history["loss"] == pytest.approx(b.history["loss"])
+    assert a.seconds_to_target is None, "0.99 is out of reach for half an epoch on 640 images"
+
+
+def test_recipe_is_complete() -> None:
+    for key in ("epochs", "batch_size", "peak_lr", "momentum", "weight_decay", "label_smoothing"):
+        assert key in cnn_torch.RECIPE

@@ -1,0 +1,106 @@
+"""The reference NumPy MLP of lab 05: shapes, dtypes, a gradient check, and that it learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcourse import mlp
+from dlcourse.functions import cross_entropy, numeric_gradient, relative_error
+from dlcourse.training import Stopwatch
+
+
+def test_prepare_images_flattens_scales_and_keeps_float32() -> None:
+    images = np.arange(2 * 28 * 28, dtype=np.int64).reshape(2, 28, 28) % 256
+    x = mlp.prepare_images(images.astype(np.uint8))
+    assert x.shape == (2, 784) and x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0
+    np.testing.assert_allclose(x[1], (images[1].ravel() / 255.0), rtol=1e-6)
+
+
+def test_init_params_uses_he_for_the_relu_layer() -> None:
+    params = mlp.init_params(784, 256, 10, seed=3)
+    assert {k: v.shape for k, v in params.items()} == {"W1": (784, 256), "b1": (256,), "W2": (256, 10), "b2": (10,)}
+    assert all(v.dtype == np.float32 for v in params.values())
+    assert params["W1"].std() == pytest.approx(np.sqrt(2 / 784), rel=0.02)
+    assert params["W2"].std() == pytest.approx(np.sqrt(1 / 256), rel=0.1)
+    assert not params["b1"].any() and not params["b2"].any()
+    assert mlp.count_params(mlp.init_params(784, 128, 10)) == 101_770
+    again = mlp.init_params(784, 256, 10, seed=3)
+    assert all(np.array_equal(params[k], again[k]) for k in params), "the same seed gives the same weights"
+
+
+def test_forward_loss_and_dtypes() -> None:
+    params = mlp.init_params(20, 16, 10, seed=0)
+    x = np.random.default_rng(0).random((5, 20), dtype=np.float32)
+    y = np.array([0, 1, 2, 3, 9])
+    logits, cache = mlp.forward(params, x)
+    assert logits.shape == (5, 10) and logits.dtype == np.float32
+    assert set(cache) == {"x", "z1", "h1"} and cache["h1"].dtype == np.float32 and (cache["h1"] >= 0).all()
+    loss, dlogits = mlp.softmax_cross_entropy(logits, y)
+    assert loss == pytest.approx(cross_entropy(logits, y), rel=1e-6)
+    assert dlogits.dtype == np.float32 and np.allclose(dlogits.sum(axis=1), 0, atol=1e-7)
+    numeric = numeric_gradient(lambda z: mlp.softmax_cross_entropy(z, y)[0], logits.astype(np.float64))
+    assert relative_error(dlogits, numeric) < 1e-3  # float32 analytic vs float64 numeric
+    grads = mlp.backward(params, cache, dlogits)
+    assert all(grads[k].shape == params[k].shape and grads[k].dtype == np.float32 for k in params)
+
+
+def test_gradient_check_accepts_the_reference_and_rejects_a_wrong_backward() -> None:
+    rng = np.random.default_rng(1)
+    params = mlp.init_params(12, 8, 10, seed=1, dtype=np.float64)
+    x, y = rng.standard_normal((6, 12)), rng.integers(0, 10, 6)
+    errors = mlp.gradient_check(mlp.backward, params, x, y)
+    assert set(errors) == set(mlp.PARAM_NAMES) and max(errors.values()) < 1e-6
+
+    def doubled_w2(p, cache, dlogits):
+        return {**mlp.backward(p, cache, dlogits), "W2": 2 * cache["h1"].T @ dlogits}
+
+    wrong = mlp.gradient_check(doubled_w2, params, x, y)
+    assert wrong["W2"] > 0.1 and wrong["W1"] < 1e-6
+
+
+def test_momentum_step_matches_the_torch_rule() -> None:
+    params = {"w": np.array([1.0, -2.0])}
+    velocity = {"w": np.zeros(2)}
+    for grad in (np.array([0.5, 1.0]), np.array([0.5, 1.0])):
+        params, velocity = mlp.momentum_step(params, {"w": grad}, velocity, lr=0.1, momentum=0.9)
+    np.testing.assert_allclose(velocity["w"], [0.95, 1.9])  # 0.9·g + g
+    np.testing.assert_allclose(params["w"], [1.0 - 0.1 * (0.5 + 0.95), -2.0 - 0.1 * (1.0 + 1.9)])
+
+
+def test_minibatches_cover_every_example_once_in_random_order() -> None:
+    batches = list(mlp.minibatches(10, 4, np.random.default_rng(0)))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    joined = np.concatenate(batches)
+    assert sorted(joined.tolist()) == list(range(10)) and joined.tolist() != list(range(10))
+
+
+def test_train_learns_a_separable_problem_and_reports_a_keras_style_history() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 8)) * 3
+    y = rng.integers(0, 3, 600)
+    x = (centres[y] + rng.standard_normal((600, 8))).astype(np.float32)
+    watch = Stopwatch()
+    params, history = mlp.train(mlp.init_params(8, 16, 3, seed=0), x[:500], y[:500], x_val=x[500:], y_val=y[500:],
+                                epochs=3, batch_size=32, lr=0.05, momentum=0.9, progress=False, stopwatch=watch)
+    assert list(history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert all(len(v) == 3 for v in history.values())
+    assert history["loss"][-1] < history["loss"][0] and history["val_accuracy"][-1] > 0.9
+    assert watch.seconds > 0
+    probs = mlp.predict_proba(params, x[500:], batch_size=7)
+    assert probs.shape == (100, 3) and np.allclose(probs.sum(axis=1), 1)
+    loss, accuracy = mlp.evaluate(params, x[500:], y[500:])
+    assert loss == pytest.approx(history["val_loss"][-1]) and accuracy == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_plot_hidden_units_labels_every_panel() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = mlp.plot_hidden_units(mlp.init_params(784, 10, 10), n=10, ncols=5)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [f"unit {k}" for k in range(10)] and fig._suptitle.get_text()
+    plt.close(fig)
