@@ -9,6 +9,7 @@ only in where ε enters. Labs and checks use these once the student has written 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -210,3 +211,11 @@ def plot_paths(ax: Any, objective: Objective, paths: Mapping[str, Array], *, tit
     ax.set_title(title or objective.name)
     ax.legend(fontsize=8, loc="best")
     return ax
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor for step 0, 1, …: linear warm-up to 1 over `warmup` steps, then cosine decay to 0 at
+    `total` (warm-up: Vaswani et al. 2017; cosine: Loshchilov & Hutter 2017). Labs 10 and 11 use it."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))

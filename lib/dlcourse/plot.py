@@ -169,3 +169,29 @@ def show_mistakes(images: np.ndarray, y_true: Sequence[int], probabilities: np.n
     captions = [f"{name(int(y_true[i]))}→{name(int(predicted[i]))} ({probabilities[i, predicted[i]]:.2f})" for i in hardest]
     return show_images(images[hardest], captions, title=f"{title}: {len(wrong)} wrong of {len(y_true)}",
                        ncols=min(10, len(hardest)), size=1.35)
+
+
+def plot_attention(weights: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequence[str] | None = None, *,
+                   ax=None, title: str = "Attention weights", annotate: bool = True):
+    """One head's (T_q, T_k) attention weights as a heatmap: a row per query token, a column per key token,
+    each cell's weight written in it (labs 09-11). Draws into `ax` (or a new figure); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(weights, dtype=float)
+    keys = list(query_tokens if key_tokens is None else key_tokens)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.55 * len(keys) + 2.5, 0.5 * len(query_tokens) + 1.5))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-12))
+    ax.figure.colorbar(image, ax=ax, label="attention weight")
+    if annotate:
+        for i in range(weights.shape[0]):
+            for j in range(weights.shape[1]):
+                ax.text(j, i, f"{weights[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if weights[i, j] > weights.max() / 2 else "white")
+    ax.set_xticks(range(len(keys)), keys, rotation=45, ha="right")
+    ax.set_yticks(range(len(query_tokens)), list(query_tokens))
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure

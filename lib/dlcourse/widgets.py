@@ -209,3 +209,102 @@ def prediction_explorer(images: np.ndarray, labels: Sequence[int], probabilities
     slider.observe(draw, names="value")
     draw()
     return widgets.VBox([slider, summary, output])
+
+
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "⏎"}  # how a space or newline is drawn as a token label
+
+
+def attention_summary(tokens: Sequence[str], weights: np.ndarray, query: int, top: int = 3) -> str:
+    """One line naming query token `query` and the `top` keys it attends to most, with their weights (lab 09)."""
+    row = np.asarray(weights, dtype=float)[query]
+    order = np.argsort(-row, kind="stable")[:top]
+    best = ", ".join(f"“{tokens[j]}” ({j}) {row[j]:.3f}" for j in order)
+    return f"query {query} “{tokens[query]}” attends most to: {best}"
+
+
+def plot_attention_row(tokens: Sequence[str], weights: np.ndarray, query: int):
+    """Bar chart of one query's attention weights over the keys; the query's own position in orange (lab 09)."""
+    import matplotlib.pyplot as plt
+
+    row = np.asarray(weights, dtype=float)[query]
+    fig, ax = plt.subplots(figsize=(0.6 * len(tokens) + 2.0, 3.0))
+    ax.bar(range(len(row)), row, color=["tab:orange" if j == query else "tab:blue" for j in range(len(row))])
+    ax.set_xticks(range(len(tokens)), list(tokens), rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("key token")
+    ax.set_ylabel("attention weight")
+    ax.set_title(f"where “{tokens[query]}” (query {query}) looks")
+    fig.tight_layout()
+    return fig
+
+
+def attention_explorer(tokens: Sequence[str], weights: np.ndarray, start: int = 0):
+    """Lab 09: a slider picks a query token; the text names its most-attended keys and the bars show
+    its whole row of (T_q, T_k) attention weights."""
+    import html
+
+    import ipywidgets as widgets
+
+    slider = widgets.IntSlider(value=int(start), min=0, max=len(tokens) - 1, description="query",
+                               continuous_update=False)
+    summary = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(_change: object = None) -> None:
+        query = int(slider.value)
+        summary.value = f"<b>{html.escape(attention_summary(tokens, weights, query))}</b>"  # tokens are text
+        _redraw(output, lambda: plot_attention_row(tokens, weights, query))
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, summary, output])
+
+
+def fill_mask_summary(predictions: Sequence[tuple[str, float]]) -> str:
+    """'“e” 0.412 · “a” 0.201 · …' for top-k (character, probability) pairs (lab 11); spaces and newlines made visible."""
+    return " · ".join(f"“{VISIBLE_WHITESPACE.get(c, c)}” {p:.3f}" for c, p in predictions)
+
+
+def plot_fill_mask(predictions: Sequence[tuple[str, float]], text: str):
+    """Bar chart of top-k fill-in probabilities for the [MASK] in ``text`` (lab 11)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.bar(range(len(predictions)), [p for _, p in predictions], color="tab:blue")
+    ax.set_xticks(range(len(predictions)), [VISIBLE_WHITESPACE.get(c, c) for c, _ in predictions])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted character")
+    ax.set_ylabel("probability")
+    ax.set_title(f"fill-in for “{text[-40:]}”")
+    fig.tight_layout()
+    return fig
+
+
+def fill_mask_explorer(model, tokenizer, text: str = "To be or not to b[MASK]", k: int = 5, max_k: int = 10):
+    """Lab 11: type a line with one [MASK]; a slider sets k; the text lists the top-k characters with their
+    probabilities and the bars show them. A line without [MASK] gets a sentence instead of an error."""
+    import html
+
+    import ipywidgets as widgets
+
+    from dlcourse.mlm_model import fill_mask
+
+    line = widgets.Text(value=text, description="text", layout=widgets.Layout(width="90%"), continuous_update=False)
+    slider = widgets.IntSlider(value=int(k), min=1, max=int(max_k), description="top k", continuous_update=False)
+    summary = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(_change: object = None) -> None:
+        try:
+            predictions = fill_mask(model, tokenizer, line.value, int(slider.value))
+        except ValueError as error:  # no mask token in the line
+            summary.value = f"<b>{html.escape(str(error))}</b>"
+            output.clear_output()
+            return
+        summary.value = f"<b>top {slider.value}: {html.escape(fill_mask_summary(predictions))}</b>"
+        _redraw(output, lambda: plot_fill_mask(predictions, line.value))
+
+    slider.observe(draw, names="value")
+    line.observe(draw, names="value")
+    draw()
+    return widgets.VBox([line, slider, summary, output])

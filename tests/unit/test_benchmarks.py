@@ -37,3 +37,26 @@ def test_several_seeds_give_mean_and_spread() -> None:
             for seconds, accuracy, reached in [(10.0, 0.9900, 8.0), (12.0, 0.9910, None)]]
     row = summary_row(runs)
     assert row[5:] == ["2", "11.0 ± 1.4", "0.9905 ± 0.0007", "8.0 (1/2 runs)"]
+
+
+def test_mlm_benchmark_smoke_run_prints_baselines_and_the_model() -> None:
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "mlm.py"), "--fast", "--threads", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "training tokens/s" in out.stdout
+    models = [line.split()[0] for line in out.stdout.split("held-out loss")[1].strip().splitlines()[2:]]
+    assert models == ["unigram", "bigram", "tiny"]
+
+
+def test_attention_benchmark_smoke_run_prints_forward_and_backward_tables() -> None:
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "attention.py"), "--fast"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "causal" in text and "forward (best of 1 rounds)" in text and "forward + backward" in text
+    headers = [line for line in text.splitlines() if line.startswith("T ")]
+    assert len(headers) == 2 and headers[0].split()[:3] == ["T", "naive", "ms"]
+    rows = [line.split() for line in text.splitlines() if line[:1].isdigit()]
+    assert [row[0] for row in rows] == ["32", "64", "32", "64"] and all(row[3].endswith("x") for row in rows)
+    bad = subprocess.run([sys.executable, str(BENCHMARKS / "attention.py"), "--rounds", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "at least 1" in bad.stderr

@@ -1,0 +1,133 @@
+"""A synthetic sequence task for lab 10: sort a short list of digits with a tiny Transformer encoder.
+
+Input: digits 0–9 of random length ``min_len…max_len``, right-padded with ``PAD`` to ``max_len``. Target, position
+by position: the same digits in ascending order (``PAD`` where the input is padding). An encoder-only model reads the
+whole input at once, so output position i can attend to every input digit and work out "the i-th smallest".
+Fresh batches come from a seeded generator, so the model never sees the same list twice and overfitting is moot;
+held-out accuracy is measured on a fixed seeded batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dlcourse.optim import warmup_cosine
+from dlcourse.transformer import Encoder
+
+N_DIGITS = 10  # output classes 0..9
+PAD = 10  # the padding token; larger than every digit, so it sorts to the end
+VOCAB_SIZE = N_DIGITS + 1
+
+
+@dataclass
+class SortBatch:
+    """tokens (B, T) int64 with PAD after each sequence; targets (B, T) sorted digits (PAD on padding); mask (B, T) True = real."""
+
+    tokens: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+
+    def tensors(self, device: Any = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+        return (torch.from_numpy(self.tokens).to(device), torch.from_numpy(self.targets).to(device),
+                torch.from_numpy(self.mask).to(device))
+
+
+def sort_targets(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each row's real digits in ascending order, PAD on the padded positions (the reference for exercise 10.5)."""
+    filled = np.where(mask, tokens, PAD)
+    return np.sort(filled, axis=1)  # PAD > every digit, so padding stays at the end of each row
+
+
+def make_sort_batch(batch_size: int, min_len: int, max_len: int, rng: np.random.Generator) -> SortBatch:
+    """A batch of random digit lists (lengths uniform in min_len…max_len) with their sorted targets."""
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got {min_len} and {max_len}.")
+    lengths = rng.integers(min_len, max_len + 1, size=batch_size)
+    mask = np.arange(max_len)[None, :] < lengths[:, None]
+    tokens = np.where(mask, rng.integers(0, N_DIGITS, size=(batch_size, max_len)), PAD).astype(np.int64)
+    return SortBatch(tokens, sort_targets(tokens, mask).astype(np.int64), mask)
+
+
+def masked_token_accuracy(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """Share of real (unpadded) positions whose arg-max prediction equals the target."""
+    correct = (logits.argmax(-1) == targets) & mask
+    return float(correct.sum()) / float(mask.sum())
+
+
+def sequence_accuracy(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """Share of sequences whose every real position is right (a much stricter measure)."""
+    wrong = (logits.argmax(-1) != targets) & mask
+    return float((~wrong.any(dim=1)).float().mean())
+
+
+class SortModel(nn.Module):
+    """Encoder (pre-LN, learned positions) + a linear layer that reads each position's vector as 10 digit logits."""
+
+    def __init__(self, max_len: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
+                 d_ff: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = Encoder(VOCAB_SIZE, max_len, d_model, n_heads, n_layers, d_ff, dropout)
+        self.head = nn.Linear(d_model, N_DIGITS)
+
+    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(B, T) tokens, (B, T) True = real → (B, T, 10) logits; padded keys are hidden from every query."""
+        return self.head(self.encoder(tokens, key_padding=mask))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batch: SortBatch) -> tuple[float, float]:
+    """(token accuracy, sequence accuracy) on a fixed batch, in eval mode (mode restored)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    tokens, targets, mask = batch.tensors(device)
+    logits = model(tokens, mask)
+    model.train(was_training)
+    return masked_token_accuracy(logits, targets, mask), sequence_accuracy(logits, targets, mask)
+
+
+def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_len: int = 4, max_len: int = 12,
+                     lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.01, seed: int = 0,
+                     val_batch: SortBatch | None = None, eval_every: int = 100, progress: bool = True) -> dict[str, list[float]]:
+    """AdamW with warm-up and cosine decay on fresh seeded batches; returns a history dict.
+
+    history: "step", "loss" (mean training loss since the previous evaluation), "val_accuracy" (token accuracy on
+    val_batch), "val_sequence_accuracy", "seconds" (training time so far, evaluation excluded).
+    """
+    from tqdm.auto import tqdm
+
+    from dlcourse.training import Stopwatch
+
+    rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    history: dict[str, list[float]] = {"step": [], "loss": [], "val_accuracy": [], "val_sequence_accuracy": [], "seconds": []}
+    watch, losses = Stopwatch(), []
+    model.train()
+    bar = tqdm(range(steps), desc="training", disable=not progress)
+    for step in bar:
+        watch.start()
+        tokens, targets, mask = make_sort_batch(batch_size, min_len, max_len, rng).tensors(device)
+        logits = model(tokens, mask)
+        loss = F.cross_entropy(logits[mask], targets[mask])  # padded positions carry no loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        watch.stop()
+        losses.append(loss.item())
+        if val_batch is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            token_acc, seq_acc = evaluate(model, val_batch)
+            for key, value in (("step", step + 1), ("loss", float(np.mean(losses))), ("val_accuracy", token_acc),
+                               ("val_sequence_accuracy", seq_acc), ("seconds", watch.seconds)):
+                history[key].append(value)
+            losses = []
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{token_acc:.3f}")
+    return history
