@@ -18,6 +18,25 @@ def _redraw(output, make_figure: Callable[[], object]) -> None:
         plt.close(fig)
 
 
+def _slider_explorer(description: str, n: int, start: int, summary: Callable[[int], str],
+                     plot: Callable[[int], object]):
+    """A slider over 0..n-1, an HTML line `summary(i)` (bold) and the figure `plot(i)`, redrawn when it moves."""
+    import ipywidgets as widgets
+
+    slider = widgets.IntSlider(value=int(start), min=0, max=n - 1, description=description, continuous_update=False)
+    text = widgets.HTML()
+    output = widgets.Output()
+
+    def draw(_change: object = None) -> None:
+        index = int(slider.value)
+        text.value = f"<b>{summary(index)}</b>"
+        _redraw(output, lambda: plot(index))
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, text, output])
+
+
 def image_browser(images: np.ndarray, labels: Sequence, *, class_names: Sequence[str] | None = None):
     """A slider over a set of images that shows the chosen image and its label."""
     import ipywidgets as widgets
@@ -194,21 +213,8 @@ def plot_prediction(image: np.ndarray, label: int, probabilities: np.ndarray, *,
 def prediction_explorer(images: np.ndarray, labels: Sequence[int], probabilities: np.ndarray, start: int = 0):
     """Lab 05: a slider over images (e.g. the test set); shows the image, the network's class
     probabilities as bars, and a line naming the label, the guess and its probability."""
-    import ipywidgets as widgets
-
-    slider = widgets.IntSlider(value=int(start), min=0, max=len(images) - 1, description="image",
-                               continuous_update=False)
-    summary = widgets.HTML()
-    output = widgets.Output()
-
-    def draw(_change: object = None) -> None:
-        index = int(slider.value)
-        summary.value = f"<b>{prediction_summary(index, labels, probabilities)}</b>"
-        _redraw(output, lambda: plot_prediction(images[index], int(labels[index]), probabilities[index]))
-
-    slider.observe(draw, names="value")
-    draw()
-    return widgets.VBox([slider, summary, output])
+    return _slider_explorer("image", len(images), start, lambda i: prediction_summary(i, labels, probabilities),
+                            lambda i: plot_prediction(images[i], int(labels[i]), probabilities[i]))
 
 
 VISIBLE_WHITESPACE = {" ": "␣", "\n": "⏎"}  # how a space or newline is drawn as a token label
@@ -243,21 +249,9 @@ def attention_explorer(tokens: Sequence[str], weights: np.ndarray, start: int = 
     its whole row of (T_q, T_k) attention weights."""
     import html
 
-    import ipywidgets as widgets
-
-    slider = widgets.IntSlider(value=int(start), min=0, max=len(tokens) - 1, description="query",
-                               continuous_update=False)
-    summary = widgets.HTML()
-    output = widgets.Output()
-
-    def draw(_change: object = None) -> None:
-        query = int(slider.value)
-        summary.value = f"<b>{html.escape(attention_summary(tokens, weights, query))}</b>"  # tokens are text
-        _redraw(output, lambda: plot_attention_row(tokens, weights, query))
-
-    slider.observe(draw, names="value")
-    draw()
-    return widgets.VBox([slider, summary, output])
+    return _slider_explorer("query", len(tokens), start,
+                            lambda q: html.escape(attention_summary(tokens, weights, q)),  # tokens are text
+                            lambda q: plot_attention_row(tokens, weights, q))
 
 
 def fill_mask_summary(predictions: Sequence[tuple[str, float]]) -> str:
