@@ -9,6 +9,7 @@ seconds exclude data preparation and the test-set checkpoints, which run with th
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -53,11 +54,13 @@ def augmentation_layers(seed: int | None = None) -> list[keras.layers.Layer]:
     ]
 
 
-def build_cnn(*, augment: bool = False) -> keras.Model:
+def build_cnn(*, augment: bool = False, dropout: float = 0.25, synchronized_bn: bool = False) -> keras.Model:
     """The shared lab 07/08 CNN: two conv-BN-ReLU-pool blocks, then Dense 128 and 10 logits.
 
     Input (28, 28, 1) floats in [0, 1]; output logits (use a loss with ``from_logits=True``).
     206,970 trainable parameters (plus 96 BatchNorm moving statistics, which are not trained).
+    ``synchronized_bn`` makes BatchNorm use the statistics of the whole global batch under a
+    tf.distribute strategy (lab 12); on one device it changes nothing.
     """
     layers = keras.layers
     model_layers: list[layers.Layer] = [keras.Input(shape=(28, 28, 1))]
@@ -66,16 +69,16 @@ def build_cnn(*, augment: bool = False) -> keras.Model:
     model_layers += [
         layers.Rescaling(1 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD, name="normalise"),
         layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1"),  # BN's beta replaces the bias
-        layers.BatchNormalization(name="bn1"),
+        layers.BatchNormalization(synchronized=synchronized_bn, name="bn1"),
         layers.ReLU(name="relu1"),
         layers.MaxPooling2D(2, name="pool1"),
         layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv2"),
-        layers.BatchNormalization(name="bn2"),
+        layers.BatchNormalization(synchronized=synchronized_bn, name="bn2"),
         layers.ReLU(name="relu2"),
         layers.MaxPooling2D(2, name="pool2"),
         layers.Flatten(name="flatten"),
         layers.Dense(128, activation="relu", name="dense"),
-        layers.Dropout(0.25, name="dropout"),
+        layers.Dropout(dropout, name="dropout"),
         layers.Dense(10, name="logits"),
     ]
     return keras.Sequential(model_layers, name="lab07_cnn_augmented" if augment else "lab07_cnn")
@@ -136,12 +139,14 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
 
 def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int | None = None,
               peak_lr: float | None = None, seed: int = 0, augment: bool = False, target: float = 0.99,
-              verbose: int = 0) -> tuple[keras.Model, TrainResult]:
+              verbose: int = 0, strategy: Any = None, synchronized_bn: bool = False
+              ) -> tuple[keras.Model, TrainResult]:
     """Train `build_cnn` with the lab 07 recipe (None means the `RECIPE` value).
 
     ``data`` comes from ``load_mnist(scale=True, channels="last")``. Epochs may be fractional:
     training runs in checkpoints of 1/``checkpoints_per_epoch`` epoch, each followed by a test
-    evaluation that the training time does not include.
+    evaluation that the training time does not include. ``strategy`` (a tf.distribute strategy) builds
+    and compiles the model in its scope, so ``fit`` splits every global batch across its replicas.
     """
     epochs = RECIPE["epochs"] if epochs is None else epochs
     batch_size = RECIPE["batch_size"] if batch_size is None else batch_size
@@ -150,21 +155,24 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     _check_images(x_train, "data.train.x")
 
     seed_everything(seed)
-    model = build_cnn(augment=augment)
     steps_per_epoch = len(x_train) // batch_size
     n_checkpoints = max(1, round(epochs * RECIPE["checkpoints_per_epoch"]))
     steps_per_checkpoint = max(1, round(epochs * steps_per_epoch / n_checkpoints))
-    spe = min(RECIPE["steps_per_execution"], steps_per_checkpoint)
+    # Under a tf.distribute strategy Keras 3's multi-step loop fails ("You must feed a value for
+    # placeholder tensor"), so distributed runs execute one step per call.
+    spe = 1 if strategy is not None else min(RECIPE["steps_per_execution"], steps_per_checkpoint)
     steps_per_checkpoint = max(spe, round(steps_per_checkpoint / spe) * spe)  # whole executions per checkpoint
     total_steps = n_checkpoints * steps_per_checkpoint
 
-    optimizer = keras.optimizers.SGD(
-        learning_rate=warmup_cosine_schedule(total_steps, peak_lr, RECIPE["warmup_fraction"]),
-        momentum=RECIPE["momentum"], nesterov=True, weight_decay=RECIPE["weight_decay"])
-    # One-hot targets because Keras' sparse loss has no label smoothing.
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=RECIPE["label_smoothing"])
-    model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                  steps_per_execution=spe)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_cnn(augment=augment, synchronized_bn=synchronized_bn)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=warmup_cosine_schedule(total_steps, peak_lr, RECIPE["warmup_fraction"]),
+            momentum=RECIPE["momentum"], nesterov=True, weight_decay=RECIPE["weight_decay"])
+        # One-hot targets because Keras' sparse loss has no label smoothing.
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=RECIPE["label_smoothing"])
+        model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                      steps_per_execution=spe)
     y_train_1h = keras.utils.to_categorical(y_train, 10).astype(np.float32)
     y_test_1h = keras.utils.to_categorical(y_test, 10).astype(np.float32)
 

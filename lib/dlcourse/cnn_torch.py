@@ -177,7 +177,8 @@ def _checkpoints(total_steps: int, steps_per_epoch: int, per_epoch: int) -> tupl
 
 def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int | None = None,
               peak_lr: float | None = None, seed: int = 0, device: Any = None, channels_last: bool | None = None,
-              target: float = 0.99, progress: bool = True) -> tuple[nn.Module, TrainResult]:
+              target: float = 0.99, progress: bool = True, amp_dtype: torch.dtype | None = None
+              ) -> tuple[nn.Module, TrainResult]:
     """Train the shared CNN with the tuned recipe (SGD + Nesterov, OneCycleLR, label smoothing).
 
     ``data`` comes from ``load_mnist(scale=True, channels="first")`` (or Fashion-MNIST). None means
@@ -185,6 +186,9 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     where it makes the convolutions much faster. Test accuracy is evaluated at checkpoints (each epoch
     end and quarter epochs of the final epoch) with the stopwatch paused, so ``train_seconds`` and
     ``seconds_to_target`` count training only. Returns the trained model (in eval mode) and a TrainResult.
+    ``amp_dtype`` (torch.bfloat16 or torch.float16) trains with mixed precision (lab 12): the forward pass
+    and the loss run under torch.autocast, and float16 adds a GradScaler (loss scaling); the weights, the
+    optimizer and the evaluation stay float32.
     """
     from dlcourse.env import pick_device
 
@@ -212,6 +216,7 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, total_steps=total_steps,
                                                     pct_start=RECIPE["pct_start"])
     epoch_ends, extra_checks = _checkpoints(total_steps, steps_per_epoch, RECIPE["checkpoints_per_epoch"])
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     seconds_to_target: float | None = None
     test_accuracy = float("nan")
@@ -235,10 +240,12 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
             for xb, yb in batches(x_train, y_train, batch_size, shuffle=True, generator=shuffler):
                 xb = _to_memory_format(xb, channels_last)
                 optimizer.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
-                loss.backward()
-                optimizer.step()
+                with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                    logits = model(xb)
+                    loss = loss_fn(logits, yb)
+                scaler.scale(loss).backward()  # with loss scaling off, this is loss.backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 step += 1
                 loss_sum += loss.detach() * len(yb)  # stays on the device: no sync per step
@@ -272,7 +279,7 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
         if bar is not None:
             bar.close()
     model.eval()
-    result = TrainResult(framework=f"PyTorch {torch.__version__.split('+')[0]}", recipe="lab 08 CNN",
+    result = TrainResult(framework=f"PyTorch {torch.__version__.split('+')[0]}", recipe="lab 08 CNN" + (f", autocast {str(amp_dtype)[6:]}" if amp_dtype else ""),
                          params=count_params(model), epochs=epochs, train_seconds=watch.seconds,
                          test_accuracy=test_accuracy, seconds_to_target=seconds_to_target, target=target,
                          history=history, device=device_name(device))

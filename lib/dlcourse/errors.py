@@ -17,6 +17,13 @@ class DlcourseError(Exception):
     """An error whose message is a complete, friendly sentence naming the fix."""
 
 
+def whole_number(name: str, value: object, low: int = 1) -> int:
+    """``value`` if it is an int (not a bool) of at least ``low``; otherwise a ValueError that says so."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a whole number of at least {low}, not {value!r}.")
+    return value
+
+
 def _sentence_only(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
     """IPython custom-exception handler: show `Name: message` and nothing else."""
     lines = [f"{etype.__name__}: {value}"]

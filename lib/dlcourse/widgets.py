@@ -302,3 +302,39 @@ def fill_mask_explorer(model, tokenizer, text: str = "To be or not to b[MASK]", 
     line.observe(draw, names="value")
     draw()
     return widgets.VBox([line, slider, summary, output])
+
+
+def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11):
+    """Lab 12: sliders for parameters N, tokens D, utilisation, GPUs and the (assumed) price per GPU-hour,
+    a menu of accelerators; the text gives 6·N·D FLOPs, GPU-hours, days, cost and energy (dlcourse.compute)."""
+    import html
+
+    import ipywidgets as widgets
+
+    from dlcourse.compute import ACCELERATORS, estimate_summary, estimate_training
+
+    def log_slider(value: float, low: int, high: int, description: str):
+        return widgets.FloatLogSlider(value=value, base=10, min=low, max=high, step=0.01, description=description,
+                                      readout_format=".3g", continuous_update=False)
+
+    n_params, n_tokens = log_slider(params, 6, 12, "params N"), log_slider(tokens, 8, 13, "tokens D")
+    chip = widgets.Dropdown(options=[(a.name, key) for key, a in ACCELERATORS.items()], value="A100",
+                            description="accelerator")
+    utilisation = widgets.FloatSlider(value=0.4, min=0.05, max=0.8, step=0.05, description="utilisation",
+                                      continuous_update=False)
+    gpus = widgets.IntSlider(value=8, min=1, max=4096, description="GPUs", continuous_update=False)
+    price = widgets.FloatSlider(value=2.0, min=0.0, max=10.0, step=0.1, description="USD/GPU-h",
+                                continuous_update=False)
+    summary = widgets.HTML()
+
+    def draw(*_: object) -> None:
+        a = ACCELERATORS[chip.value]
+        estimate = estimate_training(n_params.value, n_tokens.value, peak_flops=a.peak_flops, watts=a.watts,
+                                     utilisation=utilisation.value, n_gpus=gpus.value, price_per_gpu_hour=price.value)
+        summary.value = "<br>".join(html.escape(line) for line in estimate_summary(estimate).splitlines())
+
+    controls = (n_params, n_tokens, chip, utilisation, gpus, price)
+    for control in controls:
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox(list(controls[:3])), widgets.HBox(list(controls[3:])), summary])

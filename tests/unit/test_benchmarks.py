@@ -1,4 +1,4 @@
-"""The MNIST benchmark script runs end to end (a seconds-long FAST smoke run, not a timing)."""
+"""The benchmark scripts run end to end (a seconds-long FAST smoke run, not a timing)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _smoke_run(script: str, timeout: int = 600) -> str:
+    """stdout of ``benchmarks/<script> --fast``, which must succeed."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), "--fast"], capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
 
 
 def test_mnist_benchmark_smoke_run_prints_its_table() -> None:
@@ -49,10 +57,7 @@ def test_mlm_benchmark_smoke_run_prints_baselines_and_the_model() -> None:
 
 
 def test_attention_benchmark_smoke_run_prints_forward_and_backward_tables() -> None:
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "attention.py"), "--fast"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    text = out.stdout
+    text = _smoke_run("attention.py", timeout=300)
     assert "causal" in text and "forward (best of 1 rounds)" in text and "forward + backward" in text
     headers = [line for line in text.splitlines() if line.startswith("T ")]
     assert len(headers) == 2 and headers[0].split()[:3] == ["T", "naive", "ms"]
@@ -60,3 +65,10 @@ def test_attention_benchmark_smoke_run_prints_forward_and_backward_tables() -> N
     assert [row[0] for row in rows] == ["32", "64", "32", "64"] and all(row[3].endswith("x") for row in rows)
     bad = subprocess.run([sys.executable, str(BENCHMARKS / "attention.py"), "--rounds", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "at least 1" in bad.stderr
+
+
+def test_scaling_benchmark_smoke_run_prints_roofline_throughput_and_ddp() -> None:
+    text = _smoke_run("scaling.py")
+    assert "roofline" in text and "balance FLOP/byte" in text and "training throughput" in text
+    ddp_rows = text.split("DistributedDataParallel")[1].strip().splitlines()[3:]
+    assert [row.split()[0] for row in ddp_rows] == ["1", "2"]

@@ -9,7 +9,7 @@ import sys
 LIGHT = ["dlcourse", "dlcourse.data", "dlcourse.env", "dlcourse.check", "dlcourse.cli", "dlcourse.plot",
          "dlcourse.widgets", "dlcourse.functions", "dlcourse.graphs", "dlcourse.optim", "dlcourse.training",
          "dlcourse.tables", "dlcourse.runner", "dlcourse.mlp", "dlcourse.metrics",
-         *(f"dlcourse.checks.lab{n:02d}" for n in range(12))]
+         *(f"dlcourse.checks.lab{n:02d}" for n in range(13))]
 
 
 def test_importing_dlcourse_loads_no_framework() -> None:

@@ -1,0 +1,243 @@
+"""Data-parallel training of the lab 08 CNN with DistributedDataParallel, launched by torchrun.
+
+    torchrun --nproc-per-node=2 -m dlcourse.ddp_train --out runs/ddp          # 2 CPU processes (gloo)
+    torchrun --nproc-per-node=8 -m dlcourse.ddp_train --out runs/ddp          # 8 GPUs (nccl)
+
+    # 2 machines × 8 GPUs: the SAME command on every machine; node0 hosts the rendezvous on port 29400
+    torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=node0:29400 \
+             --rdzv-id=mnist-ddp -m dlcourse.ddp_train --out runs/ddp
+
+torchrun starts one process per device and gives each its RANK, LOCAL_RANK and WORLD_SIZE (and the
+rendezvous address) in the environment; the script itself never changes with the machine count.
+What each process does:
+
+1. joins the process group (NCCL when it has a GPU, gloo on CPUs);
+2. optionally proves DDP's core identity on one batch (``--check-gradients``): the gradient averaged
+   over W ranks, each holding 1/W of the batch, equals the single-process gradient of the whole batch,
+   and after the optimizer step every rank holds the same parameters;
+3. trains on its shard of the data (``DistributedSampler``: a different 1/W of every epoch per rank);
+4. rank 0 alone logs, writes the checkpoint (atomically) and the metrics JSON the notebook reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from dlcourse.cnn_torch import RECIPE, MnistCNN, _as_images, _as_labels, count_params, evaluate
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder for metrics.json and checkpoint.pt (rank 0 writes)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="per rank; the effective batch is W times this")
+    parser.add_argument("--lr", type=float, default=RECIPE["peak_lr"], help="peak learning rate (OneCycleLR)")
+    parser.add_argument("--train-size", type=int, default=60_000)
+    parser.add_argument("--test-size", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=100, help="steps between rank-0 log lines")
+    parser.add_argument("--check-gradients", action="store_true", help="prove the gradient identity first")
+    parser.add_argument("--check-batch", type=int, default=64, help="global batch of the gradient check")
+    parser.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (its next epoch)")
+    return parser.parse_args(argv)
+
+
+def setup() -> tuple[int, int, torch.device]:
+    """Join the process group torchrun prepared; NCCL on GPUs, gloo on CPUs."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank, local_world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= local_world  # one GPU per process, or none
+    if use_cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def log(rank: int, message: str) -> None:
+    """Rank 0 speaks for everyone: W copies of each line would say nothing more."""
+    if rank == 0:
+        print(f"[rank 0] {message}", flush=True)
+
+
+def flat_grad(model: nn.Module) -> Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def flat_params(model: nn.Module) -> Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def max_across_ranks(value: float, device: torch.device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def ranks_identical(vector: Tensor) -> float:
+    """max |rank r's vector − rank 0's| over all ranks (0.0 means bit-for-bit identical)."""
+    gathered = [torch.empty_like(vector) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, vector.contiguous())
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)
+
+
+def gradient_identity(x: Tensor, y: Tensor, *, seed: int, train_mode: bool, lr: float,
+                      device: torch.device) -> dict[str, Any]:
+    """One DDP step on 1/W of a batch per rank versus one process on the whole batch.
+
+    DDP all-reduces (sums) the gradients and divides by W. With a mean loss on equal shards, the average
+    of the W shard gradients is exactly the gradient of the mean loss over the whole batch, up to float32
+    rounding. Dropout is off (its masks depend on the batch layout); ``train_mode`` decides whether
+    BatchNorm normalises with the statistics of the batch each rank sees (training) or its running ones.
+    """
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(seed)
+    single = MnistCNN(dropout=0.0).to(device)  # identical initial weights on every rank: same seed
+    ddp = DistributedDataParallel(copy.deepcopy(single), device_ids=[device.index] if device.type == "cuda" else None)
+    for model in (single, ddp):
+        model.train(train_mode)
+    loss_fn = nn.CrossEntropyLoss()
+    shard_x, shard_y = x.chunk(world)[rank], y.chunk(world)[rank]
+
+    loss_fn(ddp(shard_x), shard_y).backward()  # backward() all-reduces the gradients while it runs
+    loss_fn(single(x), y).backward()  # the reference: the whole batch in one process
+    ddp_grad, full_grad = flat_grad(ddp.module), flat_grad(single)
+    local = copy.deepcopy(single)  # this rank's shard alone, without the all-reduce
+    local.zero_grad()
+    loss_fn(local(shard_x), shard_y).backward()
+
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=lr)
+    optimizer.step()
+    return {
+        "batchnorm": "batch statistics (train mode)" if train_mode else "running statistics (eval mode)",
+        "global_batch": len(x), "per_rank_batch": len(shard_x),
+        "max_abs_diff_allreduced_vs_full": max_across_ranks(float((ddp_grad - full_grad).abs().max()), device),
+        "max_abs_diff_one_shard_vs_full": max_across_ranks(float((flat_grad(local) - full_grad).abs().max()), device),
+        "max_abs_grad": float(full_grad.abs().max()),
+        "params_max_diff_between_ranks": ranks_identical(flat_params(ddp.module)),
+    }
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary name, then rename: a crash mid-write never leaves a half checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def mean_across_ranks(value: Tensor) -> float:
+    t = value.detach().clone().float()
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> dict[str, Any]:
+    from dlcourse.data import load_mnist
+
+    data = load_mnist(scale=True, channels="first", n_train=args.train_size, n_test=args.test_size, seed=args.seed)
+    x, y = _as_images(data.train.x).to(device), _as_labels(data.train.y).to(device)
+    sampler = DistributedSampler(range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+
+    torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
+    model = MnistCNN().to(device)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=RECIPE["momentum"],
+                                nesterov=RECIPE["nesterov"], weight_decay=RECIPE["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
+                                                    pct_start=max(RECIPE["pct_start"], 2 / total_steps))
+    first_epoch = 0
+    if args.resume:
+        state = torch.load(args.resume, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        first_epoch = int(state["epoch"]) + 1
+        log(rank, f"resumed from {args.resume} after epoch {first_epoch}")
+
+    out = Path(args.out)
+    log(rank, f"{world} processes ({dist.get_backend()}, {device.type}), {len(sampler)} samples per rank per "
+              f"epoch, {args.batch_size} per rank per step, effective batch {args.batch_size * world}")
+    curve: list[tuple[int, float]] = []
+    start = time.perf_counter()
+    step = first_epoch * steps_per_epoch
+    ddp.train()
+    for epoch in range(first_epoch, args.epochs):
+        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank, so the shards never overlap
+        order = torch.tensor(list(sampler), device=device)
+        for begin in range(0, len(order), args.batch_size):
+            idx = order[begin:begin + args.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(ddp(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if step % args.log_every == 0 or step == total_steps:
+                mean_loss = mean_across_ranks(loss)  # every rank must join this collective, not only rank 0
+                curve.append((step, mean_loss))
+                log(rank, f"epoch {epoch + 1}/{args.epochs} step {step}/{total_steps} loss {mean_loss:.4f}")
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                             "world_size": world}, out / "checkpoint.pt")
+            log(rank, f"checkpoint written after epoch {epoch + 1}")
+        dist.barrier()  # nobody races ahead (or exits) while rank 0 writes
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    trained_steps = step - first_epoch * steps_per_epoch
+    return {
+        "steps": trained_steps, "train_seconds": seconds,
+        "samples_per_second": trained_steps * args.batch_size * world / max(seconds, 1e-9),
+        "loss_curve": curve, "params": count_params(model),
+        "params_max_diff_between_ranks": ranks_identical(flat_params(model)),
+        "test_accuracy": evaluate(model, data.test.x, data.test.y) if rank == 0 else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rank, world, device = setup()
+    try:
+        report: dict[str, Any] = {"world_size": world, "backend": dist.get_backend(), "device": device.type,
+                                  "threads_per_process": torch.get_num_threads(), "per_rank_batch": args.batch_size,
+                                  "effective_batch": args.batch_size * world}
+        if args.check_gradients:
+            from dlcourse.data import load_mnist
+
+            d = load_mnist(scale=True, channels="first", n_train=args.check_batch, n_test=1, seed=args.seed)
+            xb, yb = _as_images(d.train.x).to(device), _as_labels(d.train.y).to(device)
+            report["gradient_identity"] = [gradient_identity(xb, yb, seed=args.seed, train_mode=mode, lr=args.lr,
+                                                             device=device) for mode in (False, True)]
+            log(rank, "gradient check: " + "; ".join(
+                f"BN {r['batchnorm']}: max |all-reduced − full| = {r['max_abs_diff_allreduced_vs_full']:.2e}"
+                for r in report["gradient_identity"]))
+        report.update(train(args, rank, world, device))
+        if rank == 0:
+            Path(args.out, "metrics.json").write_text(json.dumps(report, indent=1))
+            log(rank, f"test accuracy {report['test_accuracy']:.4f}; {report['samples_per_second']:.0f} samples/s")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Lab 12: how fast the lab 08 CNN trains, and why — samples/s, FLOPs, bytes and the roofline.
+
+A layer is *compute-bound* when the arithmetic units are the bottleneck and *memory-bound* when
+moving its data is: compare its arithmetic intensity (FLOPs per byte moved) with the machine's
+balance (peak FLOP/s ÷ memory bandwidth), the "roofline" of Williams, Waterman & Patterson (2009).
+Every number here is measured or counted on the machine that runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from dlcourse.cnn_torch import build_cnn
+
+BYTES_PER_FLOAT = 4
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` intra-op threads inside the block, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def best_seconds(run, repeats: int, rounds: int) -> float:
+    """Best of ``rounds`` timings of ``repeats`` calls (after one warm-up call)."""
+    run()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best
+
+
+def peak_matmul_flops(n: int = 1024, *, threads: int | None = None, rounds: int = 3) -> float:
+    """Measured float32 FLOP/s of an n×n matrix product: as close to this CPU's peak as torch gets."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with torch_threads(threads or torch.get_num_threads()):
+        seconds = best_seconds(lambda: a @ b, repeats=4, rounds=rounds)
+    return 2 * n ** 3 / seconds
+
+
+def memory_bandwidth(megabytes: int = 128, *, threads: int | None = None, rounds: int = 3) -> float:
+    """Measured bytes/s of copying a large float32 tensor (read + write), far bigger than the caches."""
+    src = torch.empty(megabytes * 2 ** 20 // BYTES_PER_FLOAT)
+    dst = torch.empty_like(src)
+    with torch_threads(threads or torch.get_num_threads()):
+        seconds = best_seconds(lambda: dst.copy_(src), repeats=4, rounds=rounds)
+    return 2 * src.numel() * BYTES_PER_FLOAT / seconds
+
+
+@dataclass
+class LayerCost:
+    name: str
+    kind: str
+    flops: float  # forward FLOPs for the whole batch (a multiply-add counts as 2)
+    bytes: float  # float32 bytes read and written: input + output activations + parameters
+    seconds: float = float("nan")  # measured forward time of this layer alone
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes
+
+
+def _forward_flops(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """FLOPs of one forward call, counted from the shapes (2 per multiply-add)."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return 2 * y.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return 2 * y.numel() * module.in_features
+    if isinstance(module, nn.BatchNorm2d):
+        return 2 * y.numel()  # inference form: x·scale + shift
+    if isinstance(module, nn.MaxPool2d):
+        k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+        return (k * k - 1) * y.numel()  # comparisons
+    if isinstance(module, (nn.ReLU, nn.Dropout)):
+        return y.numel()
+    return 0.0  # Flatten: a view, no arithmetic
+
+
+def layer_costs(batch_size: int, *, model: nn.Module | None = None, time_layers: bool = True,
+                repeats: int = 20, rounds: int = 3, channels_last: bool = True) -> list[LayerCost]:
+    """FLOPs, bytes and (optionally) measured forward time of every leaf layer of the lab 08 CNN.
+
+    The model runs in eval mode on random images (channels_last, as lab 08 trains on the CPU); each
+    layer is then timed alone on the input it saw.
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = (model or build_cnn()).to(memory_format=fmt).eval()
+    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, (inp[0], out)))
+             for name, m in leaves]
+    x = torch.rand(batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=fmt)
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    costs = []
+    for name, module in leaves:
+        inp, out = seen[name]
+        n_params = sum(p.numel() for p in module.parameters())
+        cost = LayerCost(name, type(module).__name__, _forward_flops(module, inp, out),
+                         BYTES_PER_FLOAT * (inp.numel() + out.numel() + n_params))
+        if time_layers:
+            with torch.inference_mode():
+                cost.seconds = best_seconds(lambda m=module, i=inp: m(i), repeats=repeats, rounds=rounds)
+        costs.append(cost)
+    return costs
+
+
+def training_flops_per_sample(costs: Sequence[LayerCost], batch_size: int) -> float:
+    """≈ 3 × the forward FLOPs: the backward pass costs about twice the forward (two products per layer)."""
+    return 3 * sum(c.flops for c in costs) / batch_size
+
+
+def training_throughput(batch_size: int, *, threads: int, steps: int = 20, rounds: int = 3,
+                        channels_last: bool = True, seed: int = 0) -> float:
+    """Training samples per second of the lab 08 CNN (forward, backward, SGD step) on random images.
+
+    Image content does not change the speed of a dense network, so no data set is needed. Best of
+    ``rounds`` timings of ``steps`` steps each, after one warm-up step.
+    """
+    torch.manual_seed(seed)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_cnn().to(memory_format=fmt).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch_size, 1, 28, 28).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch_size,))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    with torch_threads(threads):
+        seconds = best_seconds(step, repeats=steps, rounds=rounds)
+    return batch_size / seconds
+
+
+def throughput_grid(batch_sizes: Sequence[int], thread_counts: Sequence[int], *, samples_per_point: int = 8192,
+                    rounds: int = 3, progress: bool = True) -> list[dict]:
+    """samples/s for every (threads, batch size); each point trains on about ``samples_per_point`` images."""
+    points = [(t, b) for t in thread_counts for b in batch_sizes]
+    iterator = points
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(points, desc="throughput", unit="point")
+    rows = []
+    for threads, batch in iterator:
+        steps = max(2, samples_per_point // (batch * rounds))
+        rows.append({"threads": threads, "batch_size": batch,
+                     "samples_per_s": training_throughput(batch, threads=threads, steps=steps, rounds=rounds)})
+    return rows
+
+
+def plot_throughput(rows: Sequence[dict], *, flops_per_sample: float | None = None):
+    """samples/s against batch size (log axis), one line per thread count."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for threads in sorted({r["threads"] for r in rows}):
+        mine = [r for r in rows if r["threads"] == threads]
+        ax.plot([r["batch_size"] for r in mine], [r["samples_per_s"] for r in mine], "o-",
+                label=f"{threads} thread{'s' if threads > 1 else ''}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size (images per step)")
+    ax.set_ylabel("training throughput (images/s)")
+    ax.set_title("Lab 08 CNN: training throughput on this CPU")
+    if flops_per_sample:
+        right = ax.secondary_yaxis("right", functions=(lambda s: s * flops_per_sample / 1e9,
+                                                       lambda g: g * 1e9 / flops_per_sample))
+        right.set_ylabel("achieved GFLOP/s")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

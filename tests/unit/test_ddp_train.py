@@ -1,0 +1,33 @@
+"""The DDP script under a real torchrun with 2 CPU processes: the gradient identity, identical ranks,
+rank-0 checkpoint and metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcourse.launch import run_command, torchrun_command
+
+
+@pytest.mark.usefixtures("shared_data")
+def test_two_ranks_reproduce_the_full_batch_gradient(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    command = torchrun_command("dlcourse.ddp_train", ["--out", out, "--train-size", 256, "--test-size", 200,
+                                                      "--batch-size", 32, "--check-gradients", "--log-every", 2])
+    lines: list[str] = []
+    run_command(command, timeout=300, env={"OMP_NUM_THREADS": "1"}, on_line=lines.append)
+    metrics = json.loads((out / "metrics.json").read_text())
+    running, batch_stats = metrics["gradient_identity"]
+    assert metrics["world_size"] == 2 and metrics["backend"] == "gloo" and metrics["effective_batch"] == 64
+    assert running["max_abs_diff_allreduced_vs_full"] <= 1e-6  # the identity
+    assert running["max_abs_diff_one_shard_vs_full"] > 1e-3  # one shard alone is not the full gradient
+    assert batch_stats["max_abs_diff_allreduced_vs_full"] > 1e-4  # BatchNorm couples the samples of a batch
+    assert all(r["params_max_diff_between_ranks"] == 0.0 for r in metrics["gradient_identity"])
+    assert metrics["params_max_diff_between_ranks"] == 0.0 and metrics["steps"] == 4  # 128 per rank / 32
+    assert all(line.startswith("[rank 0]") for line in lines if "[rank" in line)  # only rank 0 logs
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["world_size"] == 2 and "features.0.weight" in state["model"]
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
