@@ -98,9 +98,15 @@ def _ddp_schedule(n: int, per_device: int, world: int, accumulation: int) -> tup
 
 
 @exercise("12.4", "Batch arithmetic under DistributedDataParallel", wrong_answers={
-    "gradient accumulation left out": ["effective_batch = per_device_batch * world_size", None, None],
-    "every rank sees the whole data set": [None, "samples_per_rank = n_samples", None],
-    "DistributedSampler drops the remainder": [None, "samples_per_rank = n_samples // world_size", None],
+    "gradient accumulation left out": "effective_batch = per_device_batch * world_size\n"
+                                      "samples_per_rank = math.ceil(n_samples / world_size)\n"
+                                      "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
+    "every rank sees the whole data set": "effective_batch = per_device_batch * world_size * accumulation_steps\n"
+                                          "samples_per_rank = n_samples\n"
+                                          "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
+    "DistributedSampler drops the remainder": "effective_batch = per_device_batch * world_size * accumulation_steps\n"
+                                              "samples_per_rank = n_samples // world_size\n"
+                                              "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
 })
 def check_ddp_schedule(ddp_schedule: Any) -> str:
     expect_callable(ddp_schedule, name="ddp_schedule")
