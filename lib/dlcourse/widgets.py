@@ -305,8 +305,9 @@ def fill_mask_explorer(model, tokenizer, text: str = "To be or not to b[MASK]", 
 
 
 def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11):
-    """Lab 12: sliders for parameters N, tokens D, utilisation, GPUs and the (assumed) price per GPU-hour,
-    a menu of accelerators; the text gives 6·N·D FLOPs, GPU-hours, days, cost and energy (dlcourse.compute)."""
+    """Lab 12: sliders for parameters N, tokens D, utilisation, GPUs, the (assumed) price per GPU-hour and the
+    power per GPU, a menu of accelerators (peak FLOP/s, and their board power as the power default); the text
+    gives 6·N·D FLOPs, GPU-hours, days, cost and energy (dlcourse.compute)."""
     import html
 
     import ipywidgets as widgets
@@ -325,15 +326,21 @@ def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11):
     gpus = widgets.IntSlider(value=8, min=1, max=4096, description="GPUs", continuous_update=False)
     price = widgets.FloatSlider(value=2.0, min=0.0, max=10.0, step=0.1, description="USD/GPU-h",
                                 continuous_update=False)
+    power = widgets.IntSlider(value=ACCELERATORS["A100"].watts, min=50, max=1500, step=10, description="W per GPU",
+                              continuous_update=False)
     summary = widgets.HTML()
 
     def draw(*_: object) -> None:
-        a = ACCELERATORS[chip.value]
-        estimate = estimate_training(n_params.value, n_tokens.value, peak_flops=a.peak_flops, watts=a.watts,
-                                     utilisation=utilisation.value, n_gpus=gpus.value, price_per_gpu_hour=price.value)
+        estimate = estimate_training(n_params.value, n_tokens.value, peak_flops=ACCELERATORS[chip.value].peak_flops,
+                                     watts=power.value, utilisation=utilisation.value, n_gpus=gpus.value,
+                                     price_per_gpu_hour=price.value)
         summary.value = "<br>".join(html.escape(line) for line in estimate_summary(estimate).splitlines())
 
-    controls = (n_params, n_tokens, chip, utilisation, gpus, price)
+    def pick_chip(change: dict) -> None:
+        power.value = ACCELERATORS[change["new"]].watts  # its datasheet board power; the slider can override it
+
+    chip.observe(pick_chip, names="value")
+    controls = (n_params, n_tokens, chip, utilisation, gpus, price, power)
     for control in controls:
         control.observe(draw, names="value")
     draw()

@@ -33,3 +33,9 @@ def test_explorer_text_follows_the_controls() -> None:
 
     controls["GPUs"].value = 64
     assert "on 64 GPUs" in summary.value
+
+    hours_h100 = 6 * 1e9 * 1.28e11 / (989e12 * 0.4) / 3600
+    assert controls["W per GPU"].value == 700  # the H100's board power followed the accelerator
+    assert f"{hours_h100 * 700 / 1000:.3g} kWh" in summary.value
+    controls["W per GPU"].value = 350
+    assert f"{hours_h100 * 350 / 1000:.3g} kWh" in summary.value
