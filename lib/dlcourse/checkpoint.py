@@ -117,10 +117,8 @@ def save_checkpoint(state: TrainState, path: str | os.PathLike) -> Path:
     """Save every piece of ``state`` plus the global RNG states, atomically; returns the path.
 
     Only tensors, dicts, lists, numbers and strings go in, so `torch.load(weights_only=True)` can
-    read it without running pickled code. Written to a temporary file in the same folder, then
-    renamed over ``path`` (os.replace), so a crash mid-write never leaves a half-written checkpoint.
+    read it without running pickled code. Written atomically (`atomic_save`).
     """
-    path = Path(path)
     on_cuda = next(state.model.parameters()).device.type == "cuda"
     payload = {"format": _FORMAT, "config": dict(state.config), "step": state.step,
                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
@@ -128,11 +126,20 @@ def save_checkpoint(state: TrainState, path: str | os.PathLike) -> Path:
                "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state(),
                        "cuda": torch.cuda.get_rng_state_all() if on_cuda else []},
                "data": {"order": state.order, "position": state.position}}
+    return atomic_save(payload, path)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save ``obj`` to a temporary file in the same folder, then rename it over ``path``.
+
+    A crash (or a full disk) mid-write therefore never leaves a half-written file where a good one was.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -3,6 +3,10 @@
     torchrun --nproc-per-node=2 -m dlcourse.ddp_train --out runs/ddp          # 2 CPU processes (gloo)
     torchrun --nproc-per-node=8 -m dlcourse.ddp_train --out runs/ddp          # 8 GPUs (nccl)
 
+    # "interrupted" after epoch 1 of 3, then finished from rank 0's checkpoint
+    torchrun --nproc-per-node=2 -m dlcourse.ddp_train --out runs/a --epochs 3 --stop-after-epoch 1
+    torchrun --nproc-per-node=2 -m dlcourse.ddp_train --out runs/b --epochs 3 --resume runs/a/checkpoint.pt
+
     # 2 machines × 8 GPUs: the SAME command on every machine; node0 hosts the rendezvous on port 29400
     torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=node0:29400 \
              --rdzv-id=mnist-ddp -m dlcourse.ddp_train --out runs/ddp
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from dlcourse.checkpoint import atomic_save
 from dlcourse.cnn_torch import RECIPE, MnistCNN, _as_images, _as_labels, count_params, evaluate
 
 
@@ -52,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-gradients", action="store_true", help="prove the gradient identity first")
     parser.add_argument("--check-batch", type=int, default=64, help="global batch of the gradient check")
     parser.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (its next epoch)")
+    parser.add_argument("--stop-after-epoch", type=int, default=None,
+                        help="stop after this epoch, as if interrupted (the checkpoint lets --resume finish the run)")
     return parser.parse_args(argv)
 
 
@@ -133,13 +140,6 @@ def gradient_identity(x: Tensor, y: Tensor, *, seed: int, train_mode: bool, lr: 
     }
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary name, then rename: a crash mid-write never leaves a half checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def mean_across_ranks(value: Tensor) -> float:
     t = value.detach().clone().float()
     dist.all_reduce(t)
@@ -166,6 +166,9 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
     first_epoch = 0
     if args.resume:
         state = torch.load(args.resume, map_location=device, weights_only=True)
+        if state["epochs"] != args.epochs:  # the schedule was planned for the whole run
+            raise ValueError(f"{args.resume} belongs to a run planned for {state['epochs']} epoch(s): resume it "
+                             f"with --epochs {state['epochs']}, not {args.epochs}.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -179,7 +182,8 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
     start = time.perf_counter()
     step = first_epoch * steps_per_epoch
     ddp.train()
-    for epoch in range(first_epoch, args.epochs):
+    last_epoch = min(args.epochs, args.stop_after_epoch or args.epochs)
+    for epoch in range(first_epoch, last_epoch):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank, so the shards never overlap
         order = torch.tensor(list(sampler), device=device)
         for begin in range(0, len(order), args.batch_size):
@@ -196,9 +200,9 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
                 log(rank, f"epoch {epoch + 1}/{args.epochs} step {step}/{total_steps} loss {mean_loss:.4f}")
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-                             "world_size": world}, out / "checkpoint.pt")
+            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch, "epochs": args.epochs,
+                         "step": step, "world_size": world}, out / "checkpoint.pt")
             log(rank, f"checkpoint written after epoch {epoch + 1}")
         dist.barrier()  # nobody races ahead (or exits) while rank 0 writes
     if device.type == "cuda":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.launch import run_command, torchrun_command
+from dlcourse.launch import LaunchError, run_command, torchrun_command
 
 
 @pytest.mark.usefixtures("shared_data")
@@ -31,3 +31,21 @@ def test_two_ranks_reproduce_the_full_batch_gradient(tmp_path: Path) -> None:
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 0 and state["world_size"] == 2 and "features.0.weight" in state["model"]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+    # A 2-epoch run "interrupted" after epoch 1, then resumed from rank 0's checkpoint: only epoch 2 runs.
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--train-size", 256, "--test-size", 200, "--batch-size", 32, "--epochs", 2]
+    env = {"OMP_NUM_THREADS": "1"}
+    run_command(torchrun_command("dlcourse.ddp_train", ["--out", first, *common, "--stop-after-epoch", 1]),
+                timeout=300, env=env, on_line=None)
+    assert json.loads((first / "metrics.json").read_text())["steps"] == 4
+    lines.clear()
+    run_command(torchrun_command("dlcourse.ddp_train", ["--out", second, *common, "--resume", first / "checkpoint.pt"]),
+                timeout=300, env=env, on_line=lines.append)
+    assert json.loads((second / "metrics.json").read_text())["steps"] == 4
+    assert any("resumed from" in line and "after epoch 1" in line for line in lines)
+    assert torch.load(second / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    with pytest.raises(LaunchError, match="planned for 2 epoch"):  # a different plan is refused with a sentence
+        run_command(torchrun_command("dlcourse.ddp_train", ["--out", tmp_path / "x", *common[:-1], 3,
+                                                            "--resume", first / "checkpoint.pt"]),
+                    timeout=300, env=env, on_line=None)
