@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from dlcourse.cnn_torch import RECIPE, _as_images, _as_labels, build_cnn
+from dlcourse.cnn_torch import RECIPE, _as_images, _as_labels, build_cnn, recipe_loss, recipe_optimizer
 from dlcourse.errors import DlcourseError, whole_number
 from dlcourse.tables import format_table
 
@@ -64,10 +64,7 @@ def new_state(seed: int, total_steps: int, *, lr: float = RECIPE["peak_lr"], dev
     model = build_cnn().to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # ~3× faster convolutions on the CPU
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=RECIPE["momentum"], nesterov=RECIPE["nesterov"],
-                                weight_decay=RECIPE["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                    pct_start=RECIPE["pct_start"])
+    optimizer, scheduler = recipe_optimizer(model.parameters(), peak_lr=lr, total_steps=total_steps)
     return TrainState(model, optimizer, scheduler, torch.Generator().manual_seed(seed),
                       {"seed": seed, "total_steps": total_steps, "lr": float(lr)})
 
@@ -97,7 +94,7 @@ def train_steps(state: TrainState, x: Any, y: Any, n_steps: int, batch_size: int
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, not {len(x)} and {len(y)}.")
     channels_last = device.type == "cpu"
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+    loss_fn = recipe_loss()
     state.model.train()
     losses = []
     for _ in range(n_steps):

@@ -62,6 +62,25 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def recipe_loss() -> nn.Module:
+    """RECIPE's loss: cross-entropy on logits with label smoothing."""
+    return nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+
+
+def recipe_optimizer(params: Any, *, peak_lr: float, total_steps: int
+                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """RECIPE's SGD (Nesterov momentum, weight decay) and its OneCycleLR schedule over ``total_steps``:
+    shared by `train_cnn`, the lab 12 DDP script and the lab 12 resume demo."""
+    optimizer = torch.optim.SGD(params, lr=peak_lr, momentum=RECIPE["momentum"], nesterov=RECIPE["nesterov"],
+                                weight_decay=RECIPE["weight_decay"])
+    pct_start = RECIPE["pct_start"]
+    if pct_start * total_steps == 1:  # OneCycleLR divides by pct_start·total_steps − 1 (4 steps would crash)
+        pct_start = 2 / total_steps
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, total_steps=total_steps,
+                                                    pct_start=pct_start)
+    return optimizer, scheduler
+
+
 def build_cnn() -> nn.Module:
     """The shared architecture (206,970 trainable parameters), freshly initialised."""
     return MnistCNN()
@@ -208,13 +227,10 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     model = build_cnn().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=RECIPE["momentum"],
-                                nesterov=RECIPE["nesterov"], weight_decay=RECIPE["weight_decay"])
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total_steps = max(1, round(epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, total_steps=total_steps,
-                                                    pct_start=RECIPE["pct_start"])
+    loss_fn = recipe_loss()
+    optimizer, scheduler = recipe_optimizer(model.parameters(), peak_lr=peak_lr, total_steps=total_steps)
     epoch_ends, extra_checks = _checkpoints(total_steps, steps_per_epoch, RECIPE["checkpoints_per_epoch"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}

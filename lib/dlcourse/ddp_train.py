@@ -41,7 +41,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from dlcourse.checkpoint import atomic_save
-from dlcourse.cnn_torch import RECIPE, MnistCNN, _as_images, _as_labels, count_params, evaluate
+from dlcourse.cnn_torch import (RECIPE, MnistCNN, _as_images, _as_labels, count_params, evaluate, recipe_loss,
+                                recipe_optimizer)
+from dlcourse.data import ImageData, load_mnist
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -146,10 +148,7 @@ def mean_across_ranks(value: Tensor) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
-def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> dict[str, Any]:
-    from dlcourse.data import load_mnist
-
-    data = load_mnist(scale=True, channels="first", n_train=args.train_size, n_test=args.test_size, seed=args.seed)
+def train(args: argparse.Namespace, data: ImageData, rank: int, world: int, device: torch.device) -> dict[str, Any]:
     x, y = _as_images(data.train.x).to(device), _as_labels(data.train.y).to(device)
     sampler = DistributedSampler(range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
@@ -158,11 +157,8 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     model = MnistCNN().to(device)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=RECIPE["momentum"],
-                                nesterov=RECIPE["nesterov"], weight_decay=RECIPE["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
-                                                    pct_start=max(RECIPE["pct_start"], 2 / total_steps))
+    loss_fn = recipe_loss()
+    optimizer, scheduler = recipe_optimizer(ddp.parameters(), peak_lr=args.lr, total_steps=total_steps)
     first_epoch = 0
     if args.resume:
         state = torch.load(args.resume, map_location=device, weights_only=True)
@@ -225,17 +221,16 @@ def main(argv: list[str] | None = None) -> None:
         report: dict[str, Any] = {"world_size": world, "backend": dist.get_backend(), "device": device.type,
                                   "threads_per_process": torch.get_num_threads(), "per_rank_batch": args.batch_size,
                                   "effective_batch": args.batch_size * world}
-        if args.check_gradients:
-            from dlcourse.data import load_mnist
-
-            d = load_mnist(scale=True, channels="first", n_train=args.check_batch, n_test=1, seed=args.seed)
-            xb, yb = _as_images(d.train.x).to(device), _as_labels(d.train.y).to(device)
+        data = load_mnist(scale=True, channels="first", n_train=args.train_size, n_test=args.test_size, seed=args.seed)
+        if args.check_gradients:  # on the first images of the (shuffled) training subset
+            xb = _as_images(data.train.x[:args.check_batch]).to(device)
+            yb = _as_labels(data.train.y[:args.check_batch]).to(device)
             report["gradient_identity"] = [gradient_identity(xb, yb, seed=args.seed, train_mode=mode, lr=args.lr,
                                                              device=device) for mode in (False, True)]
             log(rank, "gradient check: " + "; ".join(
                 f"BN {r['batchnorm']}: max |all-reduced − full| = {r['max_abs_diff_allreduced_vs_full']:.2e}"
                 for r in report["gradient_identity"]))
-        report.update(train(args, rank, world, device))
+        report.update(train(args, data, rank, world, device))
         if rank == 0:
             Path(args.out, "metrics.json").write_text(json.dumps(report, indent=1))
             log(rank, f"test accuracy {report['test_accuracy']:.4f}; {report['samples_per_second']:.0f} samples/s")

@@ -83,3 +83,14 @@ def test_train_cnn_is_repeatable_and_works_without_channels_last(tiny_mnist) -> 
 def test_recipe_is_complete() -> None:
     for key in ("epochs", "batch_size", "peak_lr", "momentum", "weight_decay", "label_smoothing"):
         assert key in cnn_torch.RECIPE
+
+
+def test_recipe_optimizer_survives_very_short_runs() -> None:
+    from dlcourse.cnn_torch import recipe_optimizer
+
+    for total in (1, 2, 3, 4, 5, 100):  # 4 × pct_start 0.25 = 1 used to divide by zero inside OneCycleLR
+        optimizer, scheduler = recipe_optimizer(cnn_torch.build_cnn().parameters(), peak_lr=0.05, total_steps=total)
+        for _ in range(total):
+            optimizer.step()
+            scheduler.step()
+    assert scheduler.state_dict()["total_steps"] == 100
