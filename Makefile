@@ -12,8 +12,10 @@ FAST   ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # TensorFlow's C++ start-up chatter hides the useful lines; warnings and errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 1
+# The browser test drives the system's Chromium; Playwright must never fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help install lab test course labs refresh bench lock doctor clean
+.PHONY: help install browser lab test course labs refresh bench lock doctor clean
 
 help:
 	@echo "make lab      create .venv if needed, install, start JupyterLab on labs/"
@@ -36,13 +38,18 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 install: $(STAMP)
 
+# Debian's chromium for tests/browser (installed with apt-get when missing; see the script).
+browser:
+	@bash scripts/install_chromium.sh
+
 lab: install
 	@echo "Starting JupyterLab on labs/ — open the http://127.0.0.1 URL it prints below."
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=labs --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 # Unit tests, the exercise-check harness, papermill runs of every notebook in FAST mode,
-# and strict nbval on solutions/. Exit code 5 (no tests collected) means the suite is broken.
-test: install
+# JupyterLab in a real browser, and strict nbval on solutions/.
+# Exit code 5 (no tests collected) means the suite is broken.
+test: install browser
 	@DLCOURSE_FAST=1 $(PY) -m pytest tests solutions --nbval --nbval-current-env \
 		--nbval-cell-timeout=900 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests, so nothing was checked; this is a failure."; fi; \

@@ -4,10 +4,14 @@ conventions, and a CI entry point that runs the README's test command."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import LABS_DIR, ROOT, SOLUTIONS
 from dlcourse.notebooks import COLAB_SETUP, read
@@ -63,6 +67,29 @@ def test_conda_and_binder_install_the_lock() -> None:
     assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
 
 
+def _repo2docker() -> str:
+    found = shutil.which("jupyter-repo2docker") or str(Path(sys.executable).with_name("jupyter-repo2docker"))
+    if not Path(found).exists():
+        pytest.fail("jupyter-repo2docker is missing from this environment: it is in requirements/lock.txt (make install)")
+    return found
+
+
+def test_repo2docker_renders_binder_as_one_python311_environment_from_the_lock() -> None:
+    """What Binder builds, rendered without a Docker engine (`--no-build --debug` prints the Dockerfile)."""
+    done = subprocess.run([_repo2docker(), "--no-build", "--no-run", "--debug", str(ROOT)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"repo2docker could not render binder/: {done.stderr[-2000:]}"
+    dockerfile = done.stdout + done.stderr
+    assert "Building conda environment for python=3.11" in dockerfile, "binder/runtime.txt should give Python 3.11"
+    # One environment for JupyterLab and the kernel, so the widgets' front end matches ipywidgets.
+    assert "ENV KERNEL_PYTHON_PREFIX=${NB_PYTHON_PREFIX}" in dockerfile
+    steps = [dockerfile.index(step) for step in (
+        "COPY --chown=0:0 src/ ${REPO_DIR}/",  # the whole repository, so ../requirements/lock.txt is there
+        '${KERNEL_PYTHON_PREFIX}/bin/pip install --no-cache-dir -r "binder/requirements.txt"',
+        "RUN ./binder/postBuild")]
+    assert steps == sorted(steps), "repo2docker must copy the repository, install the lock, then run postBuild"
+
+
 def test_package_dependencies_are_satisfied_by_the_lock() -> None:
     pins = _lock()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -72,8 +99,52 @@ def test_package_dependencies_are_satisfied_by_the_lock() -> None:
 
 
 def test_colab_cell_installs_from_the_declared_repository() -> None:
-    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
-    assert f"dlcourse @ git+{url}" in COLAB_SETUP
+    assert f"dlcourse @ git+{_repository()}" in COLAB_SETUP
+
+
+def _repository() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+
+
+def test_readme_syllabus_opens_every_lab_on_colab_and_binder() -> None:
+    readme = (ROOT / "README.md").read_text()
+    slug = _repository().removeprefix("https://github.com/")
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if re.match(r"\| \d\d \|", line)}
+    labs = sorted(LABS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(rows) == [lab.name[:2] for lab in labs], "one syllabus row per lab in labs/"
+    for lab in labs:
+        row = rows[lab.name[:2]]
+        number, title, goal, colab, binder = (cell.strip() for cell in row.strip("| ").split(" | "))
+        assert f"(labs/{lab.name})" in title and len(goal.split()) >= 5, row
+        assert colab.endswith(f"(https://colab.research.google.com/github/{slug}/blob/main/labs/{lab.name})"), colab
+        assert binder.endswith(f"(https://mybinder.org/v2/gh/{slug}/main?labpath=labs%2F{lab.name})"), binder
+
+
+def test_readme_shows_a_screenshot_from_the_browser_test() -> None:
+    images = re.findall(r"!\[[^\]]+\]\((docs/images/[^)]+\.png)\)", (ROOT / "README.md").read_text())
+    assert images, "the README shows a screenshot of a lab in JupyterLab"
+    for image in images:
+        assert (ROOT / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{image} is not a PNG"
+
+
+def _workflow_steps(job: dict) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_ci_workflows_cpu_gpu_and_a_weekly_canary_on_the_newest_releases() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    triggers, jobs = workflow[True], workflow["jobs"]  # YAML 1.1 reads the key `on` as True
+    assert any("cron" in entry for entry in triggers["schedule"]), "the canary runs on a weekly schedule"
+    assert "make test" in _workflow_steps(jobs["cpu"]) and "schedule" in jobs["cpu"]["if"]
+    gpu = _workflow_steps(jobs["gpu"])
+    assert jobs["gpu"]["runs-on"] == ["self-hosted", "gpu"] and "make course" in gpu and "FAST" not in gpu
+    canary = _workflow_steps(jobs["canary"])
+    assert "schedule" in jobs["canary"]["if"] and "make test" in canary and "-r requirements/lock.txt" not in canary
+    # The canary's requirements: requirements.in with torch's pin removed, so nothing is held back.
+    sed = re.search(r"sed -e '([^']+)' requirements/requirements.in", canary).group(1)
+    unpinned = subprocess.run(["sed", "-e", sed, str(ROOT / "requirements" / "requirements.in")], check=True,
+                              capture_output=True, text=True).stdout
+    assert "torch\n" in unpinned and not re.search(r"^[\w.\-\[\]]+ *==", unpinned, re.MULTILINE), unpinned
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -93,6 +164,8 @@ def test_notebook_conventions(path: Path) -> None:
         src = cell.source
         assert not re.search(r"^\s*[!%]\s*pip\b", src, re.MULTILINE), "only the Colab cell installs packages"
         assert "input(" not in src, "notebooks must run headless: no input()"
+        assert "os.chdir" not in src and "\"../" not in src and "'../" not in src, \
+            "notebooks must run from any working directory (Colab, Binder, a copy in a temporary folder)"
         assert not re.search(r"""["'](/home/|/Users/|/work/|/tmp/|[A-Z]:\\\\)""", src), "no absolute paths"
         for line in src.splitlines():
             if line.strip().startswith("# NBVAL"):
