@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 # The browser test drives the system's Chromium; Playwright must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help install browser lab test course labs refresh bench lock doctor clean
+.PHONY: help install browser lab test course labs refresh reset bench lock doctor clean
 
 help:
 	@echo "make lab      create .venv if needed, install, start JupyterLab on labs/"
@@ -23,6 +23,7 @@ help:
 	@echo "make course   execute every solution notebook headless (FAST=1 for the quick mode)"
 	@echo "make labs     regenerate labs/ from solutions/"
 	@echo "make refresh  re-execute solutions/ in place (full mode) and regenerate labs/"
+	@echo "make reset LAB=NN  a fresh copy of labs/NN_*.ipynb (your version is backed up to build/lab-backups/)"
 	@echo "make bench    run the benchmarks and print their tables"
 	@echo "make doctor   report versions, devices, data and lab sync"
 	@echo "make lock     re-resolve requirements/requirements.in into requirements/lock.txt"
@@ -63,6 +64,10 @@ labs: install
 
 refresh: install
 	$(PY) -m dlcourse.cli labs refresh all
+
+reset: install
+	@test -n "$(LAB)" || { echo "make reset: say which lab, e.g. make reset LAB=03"; exit 2; }
+	$(PY) -m dlcourse.cli labs reset $(LAB)
 
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

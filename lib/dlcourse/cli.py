@@ -1,4 +1,4 @@
-"""The `dlcourse` command: doctor, data verify/fetch, labs build/refresh, run.
+"""The `dlcourse` command: doctor, data verify/fetch, labs build/refresh/new/reset, run, grade.
 
 Every expected failure (missing data, drifted labs, a failing notebook) ends with one sentence
 and a non-zero exit code, never a traceback.
@@ -86,6 +86,44 @@ def cmd_labs_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labs_new(args: argparse.Namespace) -> int:
+    from dlcourse.scaffold import new_lab
+
+    root = course_root()
+    written = new_lab(root, args.number, args.name)
+    print("wrote " + ", ".join(str(p.relative_to(root)) for p in written) + ".")
+    print("Next: write the lab in the solution notebook, then `make labs`, `make refresh`, add its README row, "
+          "and `make test`.")
+    return 0
+
+
+def cmd_labs_reset(args: argparse.Namespace) -> int:
+    from dlcourse.scaffold import reset_lab
+
+    root = course_root()
+    lab, backup = reset_lab(root, args.number)
+    if backup is None:
+        print(f"{lab.relative_to(root)} is already a fresh copy; nothing was changed.")
+    else:
+        print(f"{lab.relative_to(root)} is a fresh copy again. Your previous version is kept in {backup}.")
+        print("If the notebook is open in JupyterLab, close its tab without saving (or use File > Reload "
+              "Notebook from Disk), so the old version is not saved over the fresh one.")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from dlcourse.grading import format_summary, grade_all, write_report
+
+    reports = grade_all([Path(p) for p in args.submissions], args.lab, course_root(), cell_timeout=args.timeout,
+                        notebook_timeout=args.notebook_timeout, jobs=args.jobs,
+                        keep=Path(args.keep) if args.keep else None)
+    print(format_summary(reports))
+    if args.out:
+        write_report(reports, args.lab, Path(args.out))
+        print(f"report written to {args.out}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dlcourse.runner import format_table, run_all
 
@@ -141,6 +179,24 @@ def parser() -> argparse.ArgumentParser:
     refresh.add_argument("--fast", action="store_true")
     refresh.add_argument("--timeout", type=float, default=None, help="seconds per cell")
     refresh.set_defaults(func=cmd_labs_refresh)
+
+    new = labs.add_parser("new", help="scaffold solutions/NN_name.ipynb, its lab and its checks module")
+    new.add_argument("number", help="two digits, e.g. 13")
+    new.add_argument("name", help="lower case words joined by _, e.g. attention_masks")
+    new.set_defaults(func=cmd_labs_new)
+    reset = labs.add_parser("reset", help="give labs/NN_*.ipynb a fresh copy (your version is backed up first)")
+    reset.add_argument("number", help="the lab number, e.g. 03")
+    reset.set_defaults(func=cmd_labs_reset)
+
+    grade = sub.add_parser("grade", help="grade student notebooks with the official checks")
+    grade.add_argument("submissions", nargs="+", help="the students' .ipynb files (never modified)")
+    grade.add_argument("--lab", required=True, help="the lab these notebooks are, e.g. 03")
+    grade.add_argument("--timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
+    grade.add_argument("--notebook-timeout", type=float, default=900.0, help="seconds per submission in all")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (one kernel each)")
+    grade.add_argument("--out", help="report.csv or report.json")
+    grade.add_argument("--keep", help="a folder for the executed notebooks (to read what each student's run printed)")
+    grade.set_defaults(func=cmd_grade)
 
     run = sub.add_parser("run", help="execute notebooks headless and print a table")
     run.add_argument("labs", nargs="*", default=["all"], help="lab numbers (00 01 ...) or 'all'")

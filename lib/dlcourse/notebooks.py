@@ -218,7 +218,7 @@ def build_lab(solution: NotebookNode) -> NotebookNode:
     return lab
 
 
-def _back_up(target: Path) -> Path | None:
+def back_up(target: Path) -> Path | None:
     """Keep a timestamped copy of a lab before it is regenerated: a student may have worked in it."""
     if not target.is_file():
         return None
@@ -245,7 +245,7 @@ def build_labs(solutions_dir: str | Path, labs_dir: str | Path, check: bool = Fa
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             changed.append(source.name)
             if not check:
-                _back_up(target)
+                back_up(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
     expected = {s.name for s in solutions}

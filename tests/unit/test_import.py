@@ -8,7 +8,8 @@ import sys
 
 LIGHT = ["dlcourse", "dlcourse.data", "dlcourse.env", "dlcourse.check", "dlcourse.cli", "dlcourse.plot",
          "dlcourse.widgets", "dlcourse.functions", "dlcourse.graphs", "dlcourse.optim", "dlcourse.training",
-         "dlcourse.tables", "dlcourse.runner", "dlcourse.mlp", "dlcourse.metrics",
+         "dlcourse.tables", "dlcourse.runner", "dlcourse.mlp", "dlcourse.metrics", "dlcourse.grading",
+         "dlcourse.grade_worker", "dlcourse.scaffold",
          *(f"dlcourse.checks.lab{n:02d}" for n in range(13))]
 
 
