@@ -32,4 +32,4 @@ fi
 echo "installing Debian's chromium for the browser test (once; about 30 s)"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-chromium --version
+chromium --version 2>/dev/null  # (Debian's wrapper script also prints a harmless shell warning)

@@ -95,8 +95,12 @@ def exercise_titles(skeleton: NotebookNode, lab: str) -> dict[str, str]:
 
 def student_answers(submission: NotebookNode) -> dict[str, str]:
     """Exercise id -> the source of the student's exercise cell (the last one, if a cell was copied)."""
-    return {meta(cell)["exercise"]: cell.source for cell in submission.cells
-            if cell.cell_type == "code" and isinstance(meta(cell).get("exercise"), str)}
+    answers = {}
+    for cell in submission.cells:
+        info = meta(cell)
+        if cell.get("cell_type") == "code" and isinstance(info, dict) and isinstance(info.get("exercise"), str):
+            answers[info["exercise"]] = cell.source if isinstance(cell.get("source"), str) else "".join(cell.source)
+    return answers
 
 
 def foreign_lab(answers: dict[str, str], titles: dict[str, str], lab: str) -> str:
@@ -183,8 +187,16 @@ def grade_submission(path: Path, skeleton: NotebookNode, titles: dict[str, str],
 
     With ``keep``, the executed notebook (official skeleton, student's answers, outputs) is saved
     there as STUDENT.ipynb for the instructor to read."""
-    start = time.perf_counter()
     report = StudentReport(student or path.stem, str(path))
+    try:
+        return _grade(path, report, skeleton, titles, lab, cell_timeout, notebook_timeout, keep)
+    except Exception as exc:  # a submission shaped in a way nobody foresaw must not stop the batch
+        return _file_error(report, titles, one_line(f"{path.name} could not be graded ({type(exc).__name__}: {exc})"))
+
+
+def _grade(path: Path, report: StudentReport, skeleton: NotebookNode, titles: dict[str, str], lab: str,
+           cell_timeout: float, notebook_timeout: float, keep: Path | None) -> StudentReport:
+    start = time.perf_counter()
     try:
         data = path.read_bytes()
     except OSError as exc:

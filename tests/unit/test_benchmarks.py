@@ -72,3 +72,8 @@ def test_scaling_benchmark_smoke_run_prints_roofline_throughput_and_ddp() -> Non
     assert "roofline" in text and "balance FLOP/byte" in text and "training throughput" in text
     ddp_rows = text.split("DistributedDataParallel")[1].strip().splitlines()[3:]
     assert [row.split()[0] for row in ddp_rows] == ["1", "2"]
+
+
+def test_grading_benchmark_smoke_run_grades_a_solved_and_a_looping_notebook() -> None:
+    text = _smoke_run("grading.py", timeout=300)
+    assert "dlcourse grade on lab 00" in text and "loop's extra s" in text

@@ -63,6 +63,21 @@ def test_lab_skeleton_answers_and_assembly() -> None:
         skeleton_path(ROOT, "77")
 
 
+def test_odd_metadata_is_ignored_and_nothing_raises(tmp_path: Path) -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from dlcourse.grading import grade_submission
+
+    odd = new_notebook(cells=[new_code_cell("x", metadata={"dlcourse": ["not", "a", "dict"]}),
+                              new_code_cell("y", metadata={"dlcourse": {"exercise": 7}})])
+    assert student_answers(odd) == {}
+    skeleton = read(skeleton_path(ROOT, "00"))
+    directory = tmp_path / "a_folder.ipynb"
+    directory.mkdir()  # not a file at all
+    report = grade_submission(directory, skeleton, TITLES, "00", cell_timeout=5, notebook_timeout=5)
+    assert report.error.startswith("cannot read a_folder.ipynb") and report.total == 2
+
+
 def test_foreign_lab_and_names() -> None:
     assert foreign_lab({"03.1": "", "03.2": ""}, TITLES, "00").startswith("this notebook holds the exercises of lab 03")
     assert foreign_lab({"00.1": "", "03.1": ""}, TITLES, "00") == "" and foreign_lab({}, TITLES, "00") == ""
