@@ -51,7 +51,7 @@ lab: install
 # JupyterLab in a real browser, and strict nbval on solutions/.
 # Exit code 5 (no tests collected) means the suite is broken.
 test: install browser
-	@DLCOURSE_FAST=1 $(PY) -m pytest tests solutions --nbval --nbval-current-env \
+	@DLCOURSE_FAST=1 $(PY) -m pytest tests solutions --nbval --nbval-current-env --durations=15 \
 		--nbval-cell-timeout=900 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests, so nothing was checked; this is a failure."; fi; \
 	exit $$rc

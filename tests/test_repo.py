@@ -172,3 +172,10 @@ def test_notebook_conventions(path: Path) -> None:
                 assert line.strip() in ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP",
                                         "# NBVAL_RAISES_EXCEPTION"), f"nbval only understands the bare marker: {line!r}"
     assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test files by their bare name (tests/ has no __init__.py), so two test_x.py
+    in different folders would stop the whole run with "import file mismatch"."""
+    names = [p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "conftest.py"]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
