@@ -30,6 +30,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -238,5 +239,19 @@ def main(argv: list[str] | None = None) -> None:
         dist.destroy_process_group()
 
 
+def exit_without_finalization() -> None:
+    """End a worker that finished cleanly without Python's interpreter teardown.
+
+    Gloo's C++ threads can still hold work objects with Python references when the interpreter
+    finalizes; freeing them then aborts the process (SIGABRT), which torchrun reports as a failed job
+    although every result was written (pytorch/pytorch#179291). Seen once in about a dozen CI runs:
+    rank 1 finished first and died with signal 6 while rank 0 was still evaluating.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    main()
+    main()  # an exception still ends the process the normal way, with its traceback and exit code 1
+    exit_without_finalization()

@@ -30,9 +30,10 @@ import psutil
 
 from dlcourse.errors import DlcourseError
 
-_LIVE: dict[int, "ProcessTree"] = {}
-# "ValueError: ...", or torchrun's "[rank1]: ValueError: ..." from a worker.
-_ERROR_LINE = re.compile(r"^(\[rank\d+\]: )?[A-Za-z_.]*(Error|Exception|Interrupt): ")  # launches still running, for the atexit safety net
+_LIVE: dict[int, "ProcessTree"] = {}  # launches still running, for the atexit safety net
+# "ValueError: ...", torchrun's "[rank1]: ValueError: ..." from a worker, or the "what(): ..." line of
+# a C++ exception that aborted a worker (gloo's "terminate called after throwing ...").
+_ERROR_LINE = re.compile(r"^(\[rank\d+\]: )?([A-Za-z_.]*(Error|Exception|Interrupt): |\s*what\(\): )")
 
 
 class LaunchError(DlcourseError):

@@ -88,3 +88,10 @@ def test_multi_node_command_is_the_same_on_every_node() -> None:
     line = multi_node_command("dlcourse.ddp_train", ["--epochs", 3], nnodes=2, gpus_per_node=8, host="h0", port=29400)
     assert line.startswith("torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=h0:29400")
     assert line.endswith("-m dlcourse.ddp_train --epochs 3") and sys.executable not in line
+
+
+def test_a_worker_killed_by_a_cpp_exception_is_named_in_the_error() -> None:
+    from dlcourse.launch import _ERROR_LINE
+
+    assert _ERROR_LINE.match("  what():  [pair.cc:589] Read error [127.0.0.1]:3977: Connection reset by peer")
+    assert _ERROR_LINE.match("[rank1]: ValueError: bad") and not _ERROR_LINE.match("step 3 loss 0.1")
