@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELL_TIMEOUT, LABS_DIR, ROOT, RUNS, SOLUTIONS
+from conftest import LABS_DIR, ROOT, RUNS, SOLUTIONS, run_notebook
 from dlcourse.notebooks import BEGIN, build_labs, find_exercises, read
-from dlcourse.runner import check_results, execute
+from dlcourse.runner import check_results
 
 
 
@@ -30,7 +30,7 @@ def test_lab_ships_without_outputs_or_solutions(path: Path) -> None:
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_unsolved_lab_runs_and_says_not_attempted(path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLCOURSE_DATA", str(shared_data))
-    result = execute(LABS_DIR / path.name, RUNS / f"lab-{path.name}", fast=True, timeout=CELL_TIMEOUT)
+    result = run_notebook(LABS_DIR / path.name, RUNS / f"lab-{path.name}")
     assert result.ok, f"the student version of {path.name} fails when unsolved: {result.error}"
     verdicts = check_results(read(result.output))
     assert verdicts and all(v["status"] == "not_attempted" for v in verdicts), verdicts

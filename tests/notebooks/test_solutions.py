@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELL_TIMEOUT, RUNS, SOLUTIONS
+from conftest import RUNS, SOLUTIONS, run_notebook
 from dlcourse.exercises import probe_notebook, problems
 from dlcourse.notebooks import lab_number, read, write
-from dlcourse.runner import execute, metrics
+from dlcourse.runner import metrics
 
 pytestmark = pytest.mark.notebook
 
@@ -22,7 +22,7 @@ def test_solution_runs_and_checks_are_fair(path: Path, shared_data: Path, tmp_pa
     probed, probes = probe_notebook(read(path), lab_number(path))
     source = tmp_path / path.name  # a different working directory from solutions/, on purpose
     write(probed, source)
-    result = execute(source, RUNS / f"probed-{path.name}", fast=True, timeout=CELL_TIMEOUT)
+    result = run_notebook(source, RUNS / f"probed-{path.name}")
     assert result.ok, f"{path.name} failed in FAST mode: {result.error} (see {result.output})"
     executed = read(result.output)
     assert problems(executed, probes) == []
