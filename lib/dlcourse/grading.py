@@ -35,7 +35,7 @@ from nbformat import NotebookNode
 from dlcourse.errors import DlcourseError
 from dlcourse.grade_worker import TIMEOUT_ENAME
 from dlcourse.launch import ProcessTree
-from dlcourse.notebooks import NotebookError, find_exercises, meta, read
+from dlcourse.notebooks import NotebookError, find_exercises, lab_notebook, meta, read, write
 
 STATUSES = ("passed", "failed", "not_attempted", "error", "timeout")
 DETAIL_LIMIT = 300  # characters of a reason kept in the report
@@ -78,12 +78,11 @@ def one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
 
 def skeleton_path(course: Path, lab: str) -> Path:
     """The official student notebook of lab ``lab`` (labs/NN_name.ipynb)."""
-    lab = str(lab).zfill(2)
-    found = sorted((course / "labs").glob(f"{lab}_*.ipynb"))
-    if not found:
-        raise GradingError(f"There is no lab {lab} in {course / 'labs'}: give the lab number of the notebooks "
-                           f"you are grading (--lab NN).")
-    return found[0]
+    found = lab_notebook(course / "labs", lab)
+    if found is None:
+        raise GradingError(f"There is no lab {str(lab).zfill(2)} in {course / 'labs'}: give the lab number of the "
+                           f"notebooks you are grading (--lab NN).")
+    return found
 
 
 def exercise_titles(skeleton: NotebookNode, lab: str) -> dict[str, str]:
@@ -213,8 +212,6 @@ def _grade(path: Path, report: StudentReport, skeleton: NotebookNode, titles: di
         problem = foreign_lab(answers, titles, lab)
         if problem:
             return _file_error(report, titles, f"{path.name}: {problem}")
-        from dlcourse.notebooks import write
-
         graded = Path(tmp) / "graded.ipynb"
         write(assemble(skeleton, answers), graded)
         results = Path(tmp) / "results.jsonl"

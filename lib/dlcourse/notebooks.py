@@ -80,6 +80,12 @@ def meta(cell: NotebookNode) -> dict:
     return cell.get("metadata", {}).get("dlcourse", {})
 
 
+def lab_notebook(folder: Path, number: str) -> Path | None:
+    """The notebook NN_name.ipynb of lab ``number`` in ``folder``, or None."""
+    found = sorted(Path(folder).glob(f"{str(number).zfill(2)}_*.ipynb"))
+    return found[0] if found else None
+
+
 def lab_number(path: str | Path) -> str:
     match = _NAME.match(Path(path).name)
     if not match:

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlcourse.notebooks import (COLAB_SETUP, NotebookError, back_up, build_lab, dumps, read, validate_solution,
-                                write)
+from dlcourse.notebooks import (COLAB_SETUP, NotebookError, back_up, build_lab, dumps, lab_notebook, read,
+                                validate_solution, write)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -86,7 +86,7 @@ def new_lab(course: Path, nn: str, name: str) -> list[Path]:
     if not _NAME.match(name):
         raise NotebookError(f"The lab name must be lower case letters, digits and _ (like attention_masks), "
                             f"not {name!r}.")
-    existing = sorted((course / "solutions").glob(f"{nn}_*.ipynb")) + sorted((course / "labs").glob(f"{nn}_*.ipynb"))
+    existing = [p for p in (lab_notebook(course / "solutions", nn), lab_notebook(course / "labs", nn)) if p]
     checks = course / "lib" / "dlcourse" / "checks" / f"lab{nn}.py"
     if checks.exists():
         existing.append(checks)
@@ -110,11 +110,11 @@ def reset_lab(course: Path, nn: str) -> tuple[Path, Path | None]:
     The current file is first copied to build/lab-backups/ with a timestamp; returns (lab, backup),
     where backup is None when the lab was already pristine (then nothing is written)."""
     nn = str(nn).zfill(2)
-    solutions = sorted((course / "solutions").glob(f"{nn}_*.ipynb"))
-    if not solutions:
+    solution = lab_notebook(course / "solutions", nn)
+    if solution is None:
         raise NotebookError(f"There is no lab {nn} in {course / 'solutions'} to rebuild a fresh copy from.")
-    pristine = dumps(build_lab(read(solutions[0])))
-    target = course / "labs" / solutions[0].name
+    pristine = dumps(build_lab(read(solution)))
+    target = course / "labs" / solution.name
     if target.is_file() and target.read_text(encoding="utf-8") == pristine:
         return target, None
     backup = back_up(target)
