@@ -167,11 +167,31 @@ def test_notebook_conventions(path: Path) -> None:
         assert "os.chdir" not in src and "\"../" not in src and "'../" not in src, \
             "notebooks must run from any working directory (Colab, Binder, a copy in a temporary folder)"
         assert not re.search(r"""["'](/home/|/Users/|/work/|/tmp/|[A-Z]:\\\\)""", src), "no absolute paths"
-        for line in src.splitlines():
-            if line.strip().startswith("# NBVAL"):
-                assert line.strip() in ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP",
-                                        "# NBVAL_RAISES_EXCEPTION"), f"nbval only understands the bare marker: {line!r}"
+        assert "NBVAL" not in src.upper(), \
+            f"say what nbval should do with a cell tag (nbval-ignore-output), not a comment: {src[:80]!r}"
     assert nb.metadata.kernelspec.name == "python3"
+
+
+NBVAL_TAGS = {"nbval-ignore-output", "nbval-check-output", "nbval-skip", "nbval-raises-exception", "raises-exception"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
+def test_students_meet_no_ci_plumbing(path: Path) -> None:
+    """Test tooling stays in cell tags and metadata: no cell a student reads names nbval or papermill."""
+    for index, cell in enumerate(read(path).cells):
+        assert not re.search(r"nbval|papermill", cell.source, re.IGNORECASE), \
+            f"cell {index} of {path.name} talks about the test tooling: {cell.source[:120]!r}"
+        tags = cell.metadata.get("tags", [])
+        assert all(tag in NBVAL_TAGS or not tag.startswith("nbval") for tag in tags), f"cell {index}: unknown tag in {tags}"
+        if "nbval-ignore-output" in tags:
+            assert cell.cell_type == "code" and cell.metadata.get("dlcourse", {}).get("output_varies"), \
+                f"cell {index} of {path.name}: say why its output is not compared in metadata dlcourse.output_varies"
+
+
+def test_labs_carry_the_solutions_nbval_tags() -> None:
+    for solution in SOLUTIONS:
+        tags = [c.metadata.get("tags", []) for c in read(solution).cells]
+        assert tags == [c.metadata.get("tags", []) for c in read(LABS_DIR / solution.name).cells], solution.name
 
 
 def test_test_modules_have_unique_names() -> None:

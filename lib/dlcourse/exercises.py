@@ -1,10 +1,14 @@
 """Prove every exercise check is fair: it accepts the solution, and rejects the stub and the
-typical wrong answers the lab registers.
+typical wrong answers the lab registers, each with a sentence.
 
 `probe_notebook` makes one notebook out of a solution: after each check cell it inserts the
 exercise cell in its lab (stub) form and in each registered wrong form, each followed by the
-check again, and then the solution cell once more so later cells see the right state. One
-kernel run then answers every question; `verdicts` reads the answers back.
+check again, and then the solution cell once more so later cells see the right state. Every
+check cell (the solution's own too) ends with `expect_verdict`, which raises inside the kernel
+when the verdict just shown is not the one expected; the last cell, `expect_probes_complete`,
+raises unless every probe answered and the lab recorded its key metric. The test suite runs
+the probed copy once under nbval, which also compares every stored output of the solution's
+own cells; the inserted cells carry nbval's ignore-output tag (they have no stored outputs).
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from dataclasses import dataclass
 
 from nbformat import NotebookNode
 
-from dlcourse.check import CHECK_MIME, registry
+from dlcourse.check import Exercise, registry
 from dlcourse.notebooks import find_exercises, replace_regions
-from dlcourse.runner import cell_payloads
+
+IGNORE_OUTPUT = "nbval-ignore-output"
 
 
 @dataclass(frozen=True)
@@ -27,17 +32,28 @@ class Probe:
     expected: str  # the status the check must give
 
 
-def _tagged(cell: NotebookNode, probe: Probe, role: str, source: str | None = None) -> NotebookNode:
-    """A fresh code cell (new id, no outputs) with the probe and its role recorded in its metadata."""
+class ProbeFailure(AssertionError):
+    """A check gave the wrong verdict for a probe (raised in the probed notebook's kernel)."""
+
+
+def _probe_cell(source: str, probe: Probe, role: str) -> NotebookNode:
+    """A fresh, never-run code cell whose output is not compared, with its probe in the metadata."""
     from nbformat.v4 import new_code_cell
 
-    return new_code_cell(source=cell.source if source is None else source,
-                         metadata={"dlcourse": {"probe": {**probe.__dict__, "role": role}}})
+    return new_code_cell(source=source, metadata={
+        "tags": [IGNORE_OUTPUT], "dlcourse": {"probe": {**probe.__dict__, "role": role}}})
 
 
-def probe_notebook(solution: NotebookNode, lab: str) -> tuple[NotebookNode, list[Probe]]:
+def verdict_line(probe: Probe) -> str:
+    """The line appended to a check cell: it raises unless the check just showed the expected verdict."""
+    return (f"\n__import__('dlcourse.exercises').exercises.expect_verdict("
+            f"{probe.exercise!r}, {probe.label!r}, {probe.expected!r}, {probe.kind == 'solution'!r})")
+
+
+def probe_notebook(solution: NotebookNode, lab: str,
+                   checks: dict[str, Exercise] | None = None) -> tuple[NotebookNode, list[Probe]]:
     """The solution notebook with probe cells inserted; plus the list of probes it answers."""
-    checks = registry(lab)
+    checks = registry(lab) if checks is None else checks
     nb = copy.deepcopy(solution)
     probes: list[Probe] = []
     for ex in reversed(find_exercises(solution)):
@@ -49,39 +65,52 @@ def probe_notebook(solution: NotebookNode, lab: str) -> tuple[NotebookNode, list
         inserted: list[NotebookNode] = []
         for probe in variants:
             code = None if probe.kind == "stub" else checks[ex.id].wrong_answers[probe.label]
-            variant = _tagged(exercise_cell, probe, "exercise", replace_regions(exercise_cell.source, code, ex.id))
-            inserted += [variant, _tagged(check_cell, probe, "check")]
-        restore = _tagged(exercise_cell, Probe(ex.id, "restore", "solution again", "-"), "exercise")
-        nb.cells[ex.check_index + 1:ex.check_index + 1] = inserted + [restore]
+            inserted += [_probe_cell(replace_regions(exercise_cell.source, code, ex.id), probe, "exercise"),
+                         _probe_cell(check_cell.source + verdict_line(probe), probe, "check")]
+        restore = Probe(ex.id, "restore", "solution again", "-")
+        nb.cells[ex.check_index + 1:ex.check_index + 1] = inserted + [_probe_cell(exercise_cell.source, restore, "exercise")]
         solved = Probe(ex.id, "solution", "solution", "passed")
-        nb.cells[ex.check_index].metadata.setdefault("dlcourse", {})["probe"] = {**solved.__dict__, "role": "check"}
+        own = nb.cells[ex.check_index]  # keeps its stored outputs, which nbval compares
+        own.source += verdict_line(solved)
+        own.metadata.setdefault("dlcourse", {})["probe"] = {**solved.__dict__, "role": "check"}
         probes = [solved] + variants + probes
+    last = Probe("-", "complete", "all probes answered", "-")
+    nb.cells.append(_probe_cell(
+        f"__import__('dlcourse.exercises').exercises.expect_probes_complete({len(probes)})", last, "complete"))
     return nb, probes
 
 
-def verdicts(executed: NotebookNode) -> list[tuple[Probe, dict | None]]:
-    """Each probe with the check result its check cell showed (None if it showed none)."""
-    answers = []
-    for cell in executed.cells:
-        info = dict(cell.metadata.get("dlcourse", {}).get("probe", {}))
-        if info.pop("role", None) != "check":
-            continue
-        shown = cell_payloads(cell, CHECK_MIME)
-        answers.append((Probe(**info), shown[0] if shown else None))
-    return answers
+# ------------------------------------------------------------------------------ inside the kernel
+
+_answered: list[str] = []  # one entry per expect_verdict call in this kernel
+_read = 0  # how many of dlcourse.check.SHOWN the probes have read
 
 
-def problems(executed: NotebookNode, probes: list[Probe]) -> list[str]:
-    """Sentences describing every probe whose check gave the wrong verdict (empty list: all fair)."""
-    found = verdicts(executed)
-    issues = []
-    if len(found) != len(probes):
-        issues.append(f"expected {len(probes)} probe verdicts, found {len(found)}")
-    for probe, result in found:
-        if result is None:
-            issues.append(f"{probe.exercise} {probe.label}: the check cell showed no verdict")
-        elif result["status"] != probe.expected:
-            issues.append(f"{probe.exercise} {probe.label}: expected {probe.expected}, got {result['status']} ({result['message']})")
-        elif probe.kind != "solution" and not result["message"].strip():
-            issues.append(f"{probe.exercise} {probe.label}: rejected without a sentence saying why")
-    return issues
+def expect_verdict(exercise: str, label: str, expected: str, is_solution: bool = False) -> None:
+    """Raise ProbeFailure unless the check cell just run showed one verdict, for `exercise`, with
+    status `expected` and (when it is not the solution) a sentence saying why."""
+    global _read
+    from dlcourse.check import SHOWN
+
+    new, _read = SHOWN[_read:], len(SHOWN)
+    _answered.append(f"{exercise} {label}")
+    where = f"{exercise} {label}"
+    if len(new) != 1:
+        raise ProbeFailure(f"{where}: the check cell showed {len(new)} verdicts, not one")
+    shown = new[0]
+    if shown.exercise != exercise:
+        raise ProbeFailure(f"{where}: the check cell showed the verdict of exercise {shown.exercise}")
+    if shown.status != expected:
+        raise ProbeFailure(f"{where}: expected {expected}, got {shown.status} ({shown.message})")
+    if not is_solution and not shown.message.strip():
+        raise ProbeFailure(f"{where}: rejected without a sentence saying why")
+
+
+def expect_probes_complete(count: int) -> None:
+    """Raise ProbeFailure unless `count` probes answered and the notebook recorded a key metric."""
+    from dlcourse.runner import RECORDED
+
+    if len(_answered) != count:
+        raise ProbeFailure(f"expected {count} probe verdicts, {len(_answered)} check cells answered")
+    if not RECORDED:
+        raise ProbeFailure("the notebook records no key metric (dlcourse.runner.record_metric)")

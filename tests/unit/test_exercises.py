@@ -1,15 +1,21 @@
-"""dlcourse.exercises: the probe notebook is built right, and `problems` catches unfair checks."""
+"""dlcourse.exercises: the probed notebook is built right, and its in-kernel assertions catch
+unfair checks (called here in-process; tests/notebooks/test_probe_fixtures.py runs them in a kernel)."""
 
 from __future__ import annotations
 
-from nbformat.v4 import new_output
+import pytest
 
 from conftest import ROOT
+from dlcourse import check, exercises, runner
 from dlcourse.check import CheckResult
-from dlcourse.exercises import Probe, probe_notebook, problems, verdicts
+from dlcourse.exercises import IGNORE_OUTPUT, ProbeFailure, expect_probes_complete, expect_verdict, probe_notebook
 from dlcourse.notebooks import find_exercises, read
 
 LAB00 = ROOT / "solutions" / "00_setup.ipynb"
+
+
+def _probe_info(cell) -> dict:
+    return cell.metadata.get("dlcourse", {}).get("probe", {})
 
 
 def test_probe_notebook_inserts_stub_wrong_and_restore_cells() -> None:
@@ -19,42 +25,79 @@ def test_probe_notebook_inserts_stub_wrong_and_restore_cells() -> None:
     assert kinds == [("00.1", "solution"), ("00.1", "stub"), ("00.1", "wrong"), ("00.1", "wrong"),
                      ("00.2", "solution"), ("00.2", "stub"), ("00.2", "wrong"), ("00.2", "wrong")]
     added = len(probed.cells) - len(solution.cells)
-    assert added == 2 * 6 + 2, "each variant is an exercise cell plus its check, then one restore per exercise"
-    stub_cells = [c for c in probed.cells if c.metadata.get("dlcourse", {}).get("probe", {}).get("kind") == "stub"]
+    assert added == 2 * 6 + 2 + 1, "each variant is an exercise cell plus its check, one restore per exercise, one last cell"
+    stub_cells = [c for c in probed.cells if _probe_info(c).get("kind") == "stub"]
     assert any("n_sevens = None" in c.source for c in stub_cells)
     assert any("raise NotImplementedError" in c.source for c in stub_cells)
     assert len({c.id for c in probed.cells}) == len(probed.cells), "cell ids stay unique"
     assert len(find_exercises(solution)) == 2, "the solution itself is untouched"
+    assert "expect_verdict" not in "".join(c.source for c in solution.cells)
 
 
-def _answer(probed, probes, verdict_for) -> None:
-    """Fake an executed notebook: each probe check cell shows verdict_for(probe)."""
-    for cell in probed.cells:
-        info = cell.metadata.get("dlcourse", {}).get("probe")
-        if info and info["role"] == "check":
-            probe = Probe(**{k: v for k, v in info.items() if k != "role"})
-            status = verdict_for(probe)
-            if status:
-                bundle = CheckResult(probe.exercise, "t", status, "why")._repr_mimebundle_()
-                cell.outputs = [new_output("display_data", data=bundle)]
+def test_inserted_cells_are_not_compared_and_the_solutions_own_cells_keep_their_outputs() -> None:
+    solution = read(LAB00)
+    probed, _ = probe_notebook(solution, "00")
+    inserted = [c for c in probed.cells if _probe_info(c) and _probe_info(c)["kind"] != "solution"]
+    assert inserted and all(IGNORE_OUTPUT in c.metadata["tags"] and not c.outputs and c.execution_count is None
+                            for c in inserted)
+    own = [c for c in probed.cells if not _probe_info(c) or _probe_info(c)["kind"] == "solution"]
+    assert [c.get("outputs") for c in own] == [c.get("outputs") for c in solution.cells]
+    checks = [c for c in probed.cells if _probe_info(c).get("role") == "check"]
+    assert all("expect_verdict(" in c.source.splitlines()[-1] for c in checks)
+    assert "expect_probes_complete(8)" in probed.cells[-1].source
 
 
-def test_fair_checks_give_no_problems() -> None:
-    probed, probes = probe_notebook(read(LAB00), "00")
-    _answer(probed, probes, lambda p: p.expected)
-    assert len(verdicts(probed)) == len(probes)
-    assert problems(probed, probes) == []
+@pytest.fixture
+def fresh_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check, "SHOWN", [])
+    monkeypatch.setattr(runner, "RECORDED", [])
+    monkeypatch.setattr(exercises, "_answered", [])
+    monkeypatch.setattr(exercises, "_read", 0)
 
 
-def test_a_check_that_accepts_everything_is_caught() -> None:
-    probed, probes = probe_notebook(read(LAB00), "00")
-    _answer(probed, probes, lambda p: "passed")
-    found = problems(probed, probes)
-    assert "00.1 lab stub: expected not_attempted, got passed (why)" in found
-    assert "00.2 forgot the biases: expected failed, got passed (why)" in found
+def _shown(status: str, message: str = "why", exercise: str = "00.2") -> None:
+    check.SHOWN.append(CheckResult(exercise, "t", status, message))
 
 
-def test_a_check_that_shows_nothing_is_caught() -> None:
-    probed, probes = probe_notebook(read(LAB00), "00")
-    _answer(probed, probes, lambda p: None if p.kind == "wrong" else p.expected)
-    assert "00.2 forgot the biases: the check cell showed no verdict" in problems(probed, probes)
+def test_the_expected_verdicts_pass(fresh_probes) -> None:
+    _shown("passed", "")
+    expect_verdict("00.2", "solution", "passed", True)
+    _shown("not_attempted")
+    expect_verdict("00.2", "lab stub", "not_attempted")
+    _shown("failed")
+    expect_verdict("00.2", "forgot the biases", "failed")
+    runner.RECORDED.append({"name": "x", "value": 1, "unit": ""})
+    expect_probes_complete(3)
+
+
+@pytest.mark.parametrize("shown, expected, message", [
+    ("passed", "failed", "00.2 forgot the biases: expected failed, got passed (why)"),
+    ("failed", "not_attempted", "00.2 forgot the biases: expected not_attempted, got failed (why)"),
+])
+def test_a_check_that_gives_the_wrong_verdict_is_caught(fresh_probes, shown, expected, message) -> None:
+    _shown(shown)
+    with pytest.raises(ProbeFailure, match=message.replace("(", r"\(").replace(")", r"\)")):
+        expect_verdict("00.2", "forgot the biases", expected)
+
+
+def test_a_rejection_without_a_sentence_is_caught(fresh_probes) -> None:
+    _shown("failed", "  ")
+    with pytest.raises(ProbeFailure, match="rejected without a sentence"):
+        expect_verdict("00.2", "forgot the biases", "failed")
+
+
+def test_a_check_cell_that_shows_nothing_or_another_exercise_is_caught(fresh_probes) -> None:
+    with pytest.raises(ProbeFailure, match="showed 0 verdicts"):
+        expect_verdict("00.2", "forgot the biases", "failed")
+    _shown("failed", exercise="00.1")
+    with pytest.raises(ProbeFailure, match="verdict of exercise 00.1"):
+        expect_verdict("00.2", "forgot the biases", "failed")
+
+
+def test_missing_probes_or_metric_are_caught(fresh_probes) -> None:
+    _shown("passed")
+    expect_verdict("00.2", "solution", "passed", True)
+    with pytest.raises(ProbeFailure, match="expected 2 probe verdicts, 1 check cells answered"):
+        expect_probes_complete(2)
+    with pytest.raises(ProbeFailure, match="records no key metric"):
+        expect_probes_complete(1)
