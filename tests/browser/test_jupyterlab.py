@@ -91,6 +91,7 @@ def check_lines(notebook: Notebook) -> list[str]:
     return [text for text in notebook.output_texts() if text.startswith("Exercise ")]
 
 
+@pytest.mark.lab("00")
 def test_solution_of_lab00_runs_and_its_checks_pass(server: LabServer, page) -> None:
     notebook = Notebook(page, server, f"solutions/{LAB00}").open()
     notebook.run_all()
@@ -102,6 +103,7 @@ def test_solution_of_lab00_runs_and_its_checks_pass(server: LabServer, page) -> 
                         notebook.panel.locator(".jp-OutputArea-output", has_text="✅ passed").last)
 
 
+@pytest.mark.lab("00")
 def test_student_lab00_says_not_attempted_yet(server: LabServer, page) -> None:
     notebook = Notebook(page, server, f"labs/{LAB00}").open()
     notebook.run_all()
@@ -117,6 +119,7 @@ def _explorer(notebook: Notebook):
     return notebook.panel.locator(".jupyter-widgets.widget-vbox", has=label).first
 
 
+@pytest.mark.lab("03")
 def test_widget_explorer_renders_and_answers_the_slider(server: LabServer, page) -> None:
     notebook = Notebook(page, server, f"solutions/{LAB03}").open()
     notebook.run_all()
@@ -129,6 +132,7 @@ def test_widget_explorer_renders_and_answers_the_slider(server: LabServer, page)
     notebook.screenshot(SCREENSHOTS / "lab03-explorer-after.png", explorer)
 
 
+@pytest.mark.lab("03")
 def test_a_widget_whose_callback_raises_fails_the_check(server: LabServer, page) -> None:
     """The slider check above is not vacuous: break the explorer's callback and it fails, saying why."""
     broken = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
