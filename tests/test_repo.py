@@ -138,6 +138,9 @@ def test_ci_workflows_cpu_gpu_and_a_weekly_canary_on_the_newest_releases() -> No
     assert "make test" in _workflow_steps(jobs["cpu"]) and "schedule" in jobs["cpu"]["if"]
     gpu = _workflow_steps(jobs["gpu"])
     assert jobs["gpu"]["runs-on"] == ["self-hosted", "gpu"] and "make course" in gpu and "FAST" not in gpu
+    weekly = _workflow_steps(jobs["course-cpu"])
+    assert "schedule" in jobs["course-cpu"]["if"] and "make course" in weekly and "FAST" not in weekly, \
+        "a weekly CPU job runs every lab in full mode, bounds enforced"
     canary = _workflow_steps(jobs["canary"])
     assert "schedule" in jobs["canary"]["if"] and "make test" in canary and "-r requirements/lock.txt" not in canary
     # The canary's requirements: requirements.in with torch's pin removed, so nothing is held back.

@@ -125,14 +125,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dlcourse.runner import format_table, run_all
+    from dlcourse.runner import format_table, missed_bounds, run_all
 
     root = course_root()
-    folder = root / ("labs" if args.student else "solutions")
+    folder = Path(args.folder) if args.folder else root / ("labs" if args.student else "solutions")
     results = run_all(_notebooks(folder, args.labs), Path(args.out), fast=args.fast, timeout=args.timeout)
     print(format_table(results))
     print(f"executed notebooks are in {args.out}/")
-    return 0 if all(r.ok for r in results) else 1
+    missed = missed_bounds(results)
+    for sentence in missed:
+        print(f"bound missed: {sentence}")
+    if args.fast:
+        print("FAST mode trains on subsets, so the bounds in [ ] are shown, not enforced.")
+    return 0 if all(r.ok for r in results) and not missed else 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -202,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("labs", nargs="*", default=["all"], help="lab numbers (00 01 ...) or 'all'")
     run.add_argument("--fast", action="store_true", help="FAST mode (small subsets, as in CI)")
     run.add_argument("--student", action="store_true", help="run the student labs/ instead of solutions/")
+    run.add_argument("--folder", default=None, help="run the NN_name.ipynb notebooks of this folder instead")
     run.add_argument("--out", default=str(course_root() / "build" / "executed"))
     run.add_argument("--timeout", type=float, default=None, help="seconds per cell")
     run.set_defaults(func=cmd_run)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from nbformat import NotebookNode
 
 from dlcourse.check import CHECK_MIME
+from dlcourse.gates import describe, gates
 from dlcourse.notebooks import lab_number, read
 
 METRIC_MIME = "application/vnd.dlcourse.metric+json"
@@ -26,13 +27,20 @@ METRIC_MIME = "application/vnd.dlcourse.metric+json"
 RECORDED: list[dict] = []
 
 
-def record_metric(name: str, value: Any, unit: str = "") -> None:
-    """Show a lab's key result and record it for `make course` (e.g. test accuracy)."""
+def record_metric(name: str, value: Any, unit: str = "", *, at_least: float | None = None,
+                  at_most: float | None = None) -> None:
+    """Show a lab's key result and record it for `make course` (e.g. test accuracy).
+
+    ``at_least`` / ``at_most`` declare the bound the full-mode result must meet (see dlcourse.gates);
+    write them as literal numbers."""
     from IPython.display import display
 
-    RECORDED.append({"name": name, "value": value, "unit": unit})
+    from dlcourse.gates import bounds_of
+
+    payload = {"name": name, "value": value, "unit": unit, **bounds_of(at_least, at_most)}
+    RECORDED.append(payload)
     text = f"{name}: {value}{(' ' + unit) if unit else ''}"
-    display({"text/plain": text, METRIC_MIME: {"name": name, "value": value, "unit": unit}}, raw=True)
+    display({"text/plain": text, METRIC_MIME: payload}, raw=True)
 
 
 def cell_payloads(cell: NotebookNode, mime: str) -> list[dict]:
@@ -131,6 +139,8 @@ class RunResult:
     error: str
     output: Path
     peak_mb: float | None = None  # peak memory of the kernel's processes, where it can be measured
+    metrics: list[dict] = field(default_factory=list)  # the recorded metric payloads, bounds included
+    fast: bool = False
 
     @property
     def ok(self) -> bool:
@@ -164,10 +174,16 @@ def execute(path: str | Path, output: str | Path, *, fast: bool, timeout: float 
     seconds = time.perf_counter() - start
     nb = read(output) if output.is_file() else NotebookNode(cells=[])
     checks = check_results(nb)
-    found = metrics(nb)
-    metric = "; ".join(f"{m['name']} = {m['value']}{(' ' + m['unit']) if m.get('unit') else ''}" for m in found)
+    found = [{k: v for k, v in m.items() if k != "cell"} for m in metrics(nb)]
+    metric = "; ".join(describe(m, fast) for m in found)
     return RunResult(lab_number(path), status, seconds, sum(c["status"] == "passed" for c in checks),
-                     len(checks), metric, error, output, memory.peak_mb)
+                     len(checks), metric, error, output, memory.peak_mb, found, fast)
+
+
+def missed_bounds(results: list[RunResult]) -> list[str]:
+    """A sentence for each full-mode result that misses (or cannot be held to) its declared bound."""
+    return [f"lab {r.lab}: {gate.sentence()}." for r in results if not r.fast
+            for gate in gates(r.metrics) if gate.met is not True]
 
 
 def refresh_outputs(path: str | Path, *, fast: bool = False, timeout: float | None = None) -> RunResult:
