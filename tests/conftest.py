@@ -1,5 +1,6 @@
-"""Shared fixtures (the verified data copy, an isolated data environment, a loopback server), the
-one probed nbval run of each solution notebook, `--lab NN`, and the table of notebook run times."""
+"""Shared fixtures (the verified data copy, an isolated data environment, a loopback server); the
+notebook runs (each solution's probed copy and each unsolved lab, once, under nbval); `--lab NN`;
+and the table of notebook run times."""
 
 from __future__ import annotations
 
@@ -18,31 +19,8 @@ from nbval.plugin import IPyNbFile
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 LABS_DIR = ROOT / "labs"
-RUNS = ROOT / "build" / "test-runs"  # executed notebooks from the tests, kept for inspection
-# Seconds per cell in the papermill runs (the slowest FAST cell takes well under a minute). A cell
-# past it is a hang: see run_notebook.
-CELL_TIMEOUT = 300
-
-
 # Seconds each notebook run took in this session: {(notebook stem, which run): seconds}.
 NOTEBOOK_TIMES = pytest.StashKey[dict]()
-
-
-def run_notebook(path: Path, output: Path, **kwargs: object):
-    """runner.execute in FAST mode, run a second time (with a warning) only when a cell timed out.
-
-    nbclient can wait forever for the reply to a cell that displays a widget although the kernel is
-    idle (jupyter/nbclient#312); it hit one of about 80 widget cells in our CI runs. A real endless
-    loop times out twice and still fails; an error fails at once."""
-    import warnings
-
-    from dlcourse.runner import execute
-
-    result = execute(path, output, fast=True, timeout=CELL_TIMEOUT, **kwargs)
-    if result.status == "timeout":
-        warnings.warn(f"{path.name} timed out ({result.error[:200]}); running it once more", stacklevel=2)
-        result = execute(path, output, fast=True, timeout=CELL_TIMEOUT, **kwargs)
-    return result
 
 
 def _shared_data() -> Path | None:
@@ -109,11 +87,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--lab", metavar="NN", default=None,
                      help="run only the tests about lab NN: its checks, widgets, notebooks (make test LAB=NN)")
     parser.addoption("--solutions-dir", default=str(ROOT / "solutions"),
-                     help="where the solution notebooks to probe live (the tests' own fixtures use another)")
+                     help="the solution notebooks to run (their labs are in the labs/ beside it); the "
+                          "suite's own broken fixtures use another")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_TIMES] = {}
+    # The notebooks' kernels inherit these: FAST mode (as `make test` sets it) and the verified data.
+    os.environ.setdefault("DLCOURSE_FAST", "1")
+    found = _shared_data()
+    if found is not None and not os.environ.get("DLCOURSE_DATA"):
+        os.environ["DLCOURSE_DATA"] = str(found)
 
 
 def selected_lab(config: pytest.Config) -> str | None:
@@ -162,15 +146,18 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
 
 
-# ------------------------------------------------------------------------------ probed solutions
+# ------------------------------------------------------------------------------ notebook runs
 
-def probed_dir(config: pytest.Config) -> Path:
-    """Where the probed copies go: build/test-runs/probed/ beside the solutions folder."""
-    return Path(config.getoption("--solutions-dir")).resolve().parent / "build" / "test-runs" / "probed"
+def _runs_dir(config: pytest.Config) -> Path:
+    """build/test-runs/ beside the solutions folder: the notebook copies the suite runs, kept for inspection."""
+    return Path(config.getoption("--solutions-dir")).resolve().parent / "build" / "test-runs"
 
 
-class ProbedNotebook(IPyNbFile):
-    """nbval's notebook collector, timed: its kernel starts in setup and stops in teardown."""
+class TimedNotebook(IPyNbFile):
+    """nbval's notebook collector (one test per code cell, one kernel for the notebook), timed from
+    the kernel's start in setup to its stop in teardown into the table of notebook run times."""
+
+    run_name = "notebook"
 
     def setup(self) -> None:
         self._started = time.perf_counter()
@@ -179,35 +166,70 @@ class ProbedNotebook(IPyNbFile):
     def teardown(self) -> None:
         super().teardown()
         if hasattr(self, "_started"):
-            self.config.stash[NOTEBOOK_TIMES][(self.path.stem, "solution, probed")] = time.perf_counter() - self._started
+            self.config.stash[NOTEBOOK_TIMES][(self.path.stem, self.run_name)] = time.perf_counter() - self._started
 
 
-class SolutionsModule(pytest.Module):
-    """tests/notebooks/test_solutions.py: its own tests, then the probed copy of every solution
-    (only lab NN's under --lab NN), each one nbval notebook whose cells are tests.
+class ProbedSolution(TimedNotebook):
+    run_name = "solution, probed"
 
-    The copy (dlcourse.exercises.probe_notebook) holds the solution's cells with their stored
-    outputs, which nbval compares, and probe cells that assert each check's verdict in the kernel;
-    it runs in build/test-runs/probed/, another folder than solutions/, as a student's copy would."""
+
+class UnsolvedLab(TimedNotebook):
+    run_name = "lab, unsolved"
+
+
+class NotebookRunsModule(pytest.Module):
+    """A test module's own tests, then one nbval notebook per (selected) lab, made by `prepare`.
+
+    test_solutions.py runs each solution's probed copy (dlcourse.exercises.probe_notebook): the
+    solution's cells with their stored outputs, which nbval compares, and probe cells that assert
+    each check's verdict in the kernel. test_labs.py runs each student lab as it ships, unsolved,
+    with a last cell that asserts every check said "not attempted". The copies run in
+    build/test-runs/, another folder than solutions/ and labs/, as a student's copy would."""
+
+    folder = "solutions"
+    collector: type[TimedNotebook] = ProbedSolution
+
+    def prepare(self, path: Path):
+        raise NotImplementedError
+
+    def source_dir(self) -> Path:
+        return Path(self.config.getoption("--solutions-dir")).resolve().parent / self.folder
 
     def collect(self):
-        from dlcourse.exercises import probe_notebook
-        from dlcourse.notebooks import lab_number, read, write
+        from dlcourse.notebooks import lab_number, write
 
         yield from super().collect()
         lab = selected_lab(self.config)
-        for path in sorted(Path(self.config.getoption("--solutions-dir")).glob("[0-9][0-9]_*.ipynb")):
+        for path in sorted(self.source_dir().glob("[0-9][0-9]_*.ipynb")):
             if lab and lab_number(path) != lab:
                 continue
-            probed, _ = probe_notebook(read(path), lab_number(path))
-            target = probed_dir(self.config) / path.name
-            write(probed, target)
-            notebook = ProbedNotebook.from_parent(self, path=target)
+            target = _runs_dir(self.config) / self.collector.run_name.split(",")[-1].strip() / path.name
+            write(self.prepare(path), target)
+            notebook = self.collector.from_parent(self, path=target)
             notebook.add_marker("notebook")
             yield notebook
 
 
+class SolutionsModule(NotebookRunsModule):
+    def prepare(self, path: Path):
+        from dlcourse.exercises import probe_notebook
+        from dlcourse.notebooks import lab_number, read
+
+        return probe_notebook(read(path), lab_number(path))[0]
+
+
+class LabsModule(NotebookRunsModule):
+    folder, collector = "labs", UnsolvedLab
+
+    def prepare(self, path: Path):
+        from dlcourse.exercises import unsolved_notebook
+        from dlcourse.notebooks import read
+
+        return unsolved_notebook(read(path))
+
+
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    if module_path.name == "test_solutions.py":
-        return SolutionsModule.from_parent(parent, path=module_path)
+    modules = {"test_solutions.py": SolutionsModule, "test_labs.py": LabsModule}
+    if module_path.name in modules and module_path.parent.name == "notebooks":
+        return modules[module_path.name].from_parent(parent, path=module_path)
     return None

@@ -80,6 +80,15 @@ def probe_notebook(solution: NotebookNode, lab: str,
     return nb, probes
 
 
+def unsolved_notebook(lab: NotebookNode) -> NotebookNode:
+    """A student lab as it ships, plus a last cell that raises unless every check said "not attempted"."""
+    nb = copy.deepcopy(lab)
+    count = len(find_exercises(lab, solution=False))
+    done = Probe("-", "unsolved", "every check not attempted", "not_attempted")
+    nb.cells.append(_probe_cell(f"__import__('dlcourse.exercises').exercises.expect_unsolved({count})", done, "complete"))
+    return nb
+
+
 # ------------------------------------------------------------------------------ inside the kernel
 
 _answered: list[str] = []  # one entry per expect_verdict call in this kernel
@@ -114,3 +123,14 @@ def expect_probes_complete(count: int) -> None:
         raise ProbeFailure(f"expected {count} probe verdicts, {len(_answered)} check cells answered")
     if not RECORDED:
         raise ProbeFailure("the notebook records no key metric (dlcourse.runner.record_metric)")
+
+
+def expect_unsolved(count: int) -> None:
+    """Raise ProbeFailure unless `count` verdicts were shown in this kernel, all "not attempted"."""
+    from dlcourse.check import SHOWN
+
+    if len(SHOWN) != count:
+        raise ProbeFailure(f"expected {count} check verdicts in the unsolved lab, it showed {len(SHOWN)}")
+    others = [f"{r.exercise}: {r.status} ({r.message})" for r in SHOWN if r.status != "not_attempted"]
+    if others:
+        raise ProbeFailure(f"in the unsolved lab every check should say not attempted, but {'; '.join(others)}")

@@ -1,10 +1,11 @@
-"""The one probed nbval run of each solution fails when it should: deliberately broken notebooks.
+"""The one nbval run of each solution (probed) and of each lab (unsolved) fails when it should.
 
 The broken notebooks use lab 00's real check (exercise 00.2) and go through exactly the suite's
-own path: tests/notebooks/test_solutions.py collected by a pytest in a subprocess, pointed at a
-folder of fixtures with --solutions-dir. A fair notebook passes; a wrong answer that its check
-passes, a stored output that no longer matches, a cell that raises and a missing key metric each
-fail, naming the cell and the reason. The unsolved run is shown failing on a lab that raises.
+own path: tests/notebooks/test_solutions.py and test_labs.py collected by a pytest in a
+subprocess, pointed at a folder of fixtures with --solutions-dir (its labs/ beside it). A fair
+notebook passes both runs; a wrong answer that its check passes, a stored output that no longer
+matches, a cell that raises and a missing key metric each fail the solution run; a lab that
+raises when unsolved, or whose check passes its stub, fails the unsolved run.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from conftest import ROOT, run_notebook
+from conftest import ROOT
 from dlcourse.notebooks import build_lab, write
-from test_labs import assert_runs_unsolved
 
 pytestmark = [pytest.mark.notebook, pytest.mark.lab("00")]
 
@@ -51,72 +51,84 @@ def _notebook(exercise: str = SOLUTION, printed: str = "4\n", extra: str | None 
                                                               "language": "python"}})
 
 
-FIXTURES = {
+SOLUTION_FIXTURES = {
     "00_fair": _notebook(),
     "00_wrong_answer_passes": _notebook(exercise=ALWAYS_RIGHT),
     "00_stale_output": _notebook(printed="5\n"),
     "00_cell_raises": _notebook(extra="1 / 0"),
     "00_no_metric": _notebook(metric=False),
 }
+# Student versions, generated as `make labs` does. A later cell that needs the exercise, unguarded:
+LAB_FIXTURES = {
+    "00_fair": build_lab(_notebook(extra="print('the exercise is not needed here')")),
+    "00_unsolved_raises": build_lab(_notebook(extra="print(dense_param_count([3, 2]))")),
+    "00_stub_passes": build_lab(_notebook(exercise=ALWAYS_RIGHT)),
+}
+
+
+def _run(name: str, case: ET.Element) -> bool:
+    where = case.get("file", "") + " " + case.get("classname", "") + " " + case.get("name", "")
+    return f"{name}.ipynb" in where
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """{fixture: the failure texts of its cells} from one pytest run of the suite's probed path."""
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], list[str]]:
+    """{(run, fixture): the failure texts of its cells} from one pytest run of the suite's own path."""
     folder = tmp_path_factory.mktemp("probe-fixtures")
-    for name, nb in FIXTURES.items():
+    for name, nb in SOLUTION_FIXTURES.items():
         write(nb, folder / "solutions" / f"{name}.ipynb")
+    for name, nb in LAB_FIXTURES.items():
+        write(nb, folder / "labs" / f"{name}.ipynb")
     report = folder / "report.xml"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "notebooks" / "test_solutions.py"), "-m", "notebook",
-         "--solutions-dir", str(folder / "solutions"), f"--junitxml={report}", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "notebooks" / "test_solutions.py"),
+         str(ROOT / "tests" / "notebooks" / "test_labs.py"), "-m", "notebook", "--solutions-dir", str(folder / "solutions"),
+         f"--junitxml={report}", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "DLCOURSE_FAST": "1"})
     assert report.is_file(), f"the fixture run wrote no report: {done.stdout[-3000:]}{done.stderr[-3000:]}"
-    found: dict[str, list[str]] = {name: [] for name in FIXTURES}
-    cases = list(ET.parse(report).iter("testcase"))
-    for case in cases:
-        notebook = next(name for name in FIXTURES if f"{name}.ipynb" in case.get("file", "") + case.get("classname", ""))
-        found[notebook] += [(f.get("message", "") + "\n" + (f.text or "")) for f in case if f.tag in ("failure", "error")]
-    assert len(cases) >= 5 * 5, f"expected the cells of five notebooks, got {len(cases)}: {done.stdout[-3000:]}"
+    found: dict[tuple[str, str], list[str]] = {}
+    for case in ET.parse(report).iter("testcase"):
+        run = "solution" if "test_solutions" in case.get("classname", "") else "lab"
+        names = SOLUTION_FIXTURES if run == "solution" else LAB_FIXTURES
+        name = next(n for n in names if _run(n, case))
+        found.setdefault((run, name), []).extend(
+            (f.get("message", "") + "\n" + (f.text or "")) for f in case if f.tag in ("failure", "error"))
+    assert set(found) == {("solution", n) for n in SOLUTION_FIXTURES} | {("lab", n) for n in LAB_FIXTURES}, \
+        f"not every fixture ran: {sorted(found)}: {done.stdout[-3000:]}"
     return found
 
 
-def test_a_fair_notebook_passes(outcomes) -> None:
-    assert outcomes["00_fair"] == []
+def test_a_fair_notebook_passes_both_runs(outcomes) -> None:
+    assert outcomes[("solution", "00_fair")] == [] and outcomes[("lab", "00_fair")] == []
 
 
 def test_a_wrong_answer_that_its_check_passes_fails_the_run(outcomes) -> None:
-    failures = "\n".join(outcomes["00_wrong_answer_passes"])
+    failures = "\n".join(outcomes[("solution", "00_wrong_answer_passes")])
     assert "00.2 forgot the biases: expected failed, got passed" in failures
     assert "00.2 gave the input layer biases too: expected failed, got passed" in failures
     assert "00.2 lab stub: expected not_attempted, got passed" in failures
 
 
 def test_a_stored_output_that_no_longer_matches_fails_the_run(outcomes) -> None:
-    failures = outcomes["00_stale_output"]
+    failures = outcomes[("solution", "00_stale_output")]
     assert len(failures) == 1 and "Cell outputs differ" in failures[0] and "5" in failures[0]
 
 
 def test_a_cell_that_raises_fails_the_run(outcomes) -> None:
-    failures = outcomes["00_cell_raises"]
+    failures = outcomes[("solution", "00_cell_raises")]
     assert len(failures) == 1 and "ZeroDivisionError" in failures[0]
 
 
 def test_a_notebook_without_a_key_metric_fails_the_run(outcomes) -> None:
-    failures = outcomes["00_no_metric"]
+    failures = outcomes[("solution", "00_no_metric")]
     assert len(failures) == 1 and "records no key metric" in failures[0]
 
 
-@pytest.mark.parametrize("after, fails", [
-    ("print(dense_param_count([3, 2]))", True),  # a later cell that needs the exercise, unguarded
-    ("print('the exercise is not needed here')", False),
-])
-def test_the_unsolved_run_fails_on_a_lab_that_raises(tmp_path: Path, after: str, fails: bool) -> None:
-    lab = build_lab(_notebook(extra=after))
-    write(lab, tmp_path / "00_fixture.ipynb")
-    result = run_notebook(tmp_path / "00_fixture.ipynb", tmp_path / "executed.ipynb")
-    if fails:
-        with pytest.raises(AssertionError, match="fails when unsolved: .*NotImplementedError"):
-            assert_runs_unsolved(result, "00_fixture.ipynb")
-    else:
-        assert_runs_unsolved(result, "00_fixture.ipynb")
+def test_an_unsolved_lab_that_raises_fails_the_unsolved_run(outcomes) -> None:
+    failures = outcomes[("lab", "00_unsolved_raises")]
+    assert len(failures) == 1 and "NotImplementedError" in failures[0] and "Exercise 00.2" in failures[0]
+
+
+def test_a_check_that_passes_its_stub_fails_the_unsolved_run(outcomes) -> None:
+    failures = outcomes[("lab", "00_stub_passes")]
+    assert len(failures) == 1 and "every check should say not attempted, but 00.2: passed" in failures[0]

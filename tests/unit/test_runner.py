@@ -44,22 +44,3 @@ def test_peak_memory_sees_a_child_that_allocates() -> None:
         subprocess.run([sys.executable, "-c", "import time; block = bytearray(300 * 2**20); time.sleep(0.5)"], check=True)
     if Path("/proc/self/status").is_file():
         assert memory.peak_mb is not None and memory.peak_mb > 300
-
-
-def test_notebook_tests_run_a_timed_out_notebook_once_more_and_say_so(monkeypatch, tmp_path) -> None:
-    import dlcourse.runner
-    from conftest import run_notebook
-
-    statuses = iter(["timeout", "ok"])
-    calls = []
-
-    def fake_execute(path, output, **kwargs):
-        calls.append(kwargs)
-        return type("R", (), {"status": next(statuses), "error": "Cell execution timed out"})()
-
-    monkeypatch.setattr(dlcourse.runner, "execute", fake_execute)
-    with pytest.warns(UserWarning, match="timed out .* once more"):
-        assert run_notebook(tmp_path / "x.ipynb", tmp_path / "out.ipynb").status == "ok"
-    assert len(calls) == 2
-    monkeypatch.setattr(dlcourse.runner, "execute", lambda *a, **k: type("R", (), {"status": "failed", "error": ""})())
-    assert run_notebook(tmp_path / "x.ipynb", tmp_path / "out.ipynb").status == "failed"  # errors are not retried
