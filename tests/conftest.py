@@ -157,7 +157,7 @@ class TimedNotebook(IPyNbFile):
     """nbval's notebook collector (one test per code cell, one kernel for the notebook), timed from
     the kernel's start in setup to its stop in teardown into the table of notebook run times."""
 
-    run_name = "notebook"
+    run_name, subfolder = "notebook", "notebooks"  # a row of the table; where the copies run, in build/test-runs/
 
     def setup(self) -> None:
         self._started = time.perf_counter()
@@ -170,11 +170,11 @@ class TimedNotebook(IPyNbFile):
 
 
 class ProbedSolution(TimedNotebook):
-    run_name = "solution, probed"
+    run_name, subfolder = "solution, probed", "probed"
 
 
 class UnsolvedLab(TimedNotebook):
-    run_name = "lab, unsolved"
+    run_name, subfolder = "lab, unsolved", "unsolved"
 
 
 class NotebookRunsModule(pytest.Module):
@@ -203,7 +203,7 @@ class NotebookRunsModule(pytest.Module):
         for path in sorted(self.source_dir().glob("[0-9][0-9]_*.ipynb")):
             if lab and lab_number(path) != lab:
                 continue
-            target = _runs_dir(self.config) / self.collector.run_name.split(",")[-1].strip() / path.name
+            target = _runs_dir(self.config) / self.collector.subfolder / path.name
             write(self.prepare(path), target)
             notebook = self.collector.from_parent(self, path=target)
             notebook.add_marker("notebook")
