@@ -51,18 +51,20 @@ def _notebook(exercise: str = SOLUTION, printed: str = "4\n", extra: str | None 
                                                               "language": "python"}})
 
 
+# Two notebooks per run, one fair, one with several planted faults (each kernel start costs seconds).
 SOLUTION_FIXTURES = {
     "00_fair": _notebook(),
-    "00_wrong_answer_passes": _notebook(exercise=ALWAYS_RIGHT),
-    "00_stale_output": _notebook(printed="5\n"),
-    "00_cell_raises": _notebook(extra="1 / 0"),
-    "00_no_metric": _notebook(metric=False),
+    # a wrong answer (and the stub) that its check passes, a stored output that no longer matches,
+    # a cell that raises, and no key metric
+    "00_broken": _notebook(exercise=ALWAYS_RIGHT, printed="5\n", extra="1 / 0", metric=False),
 }
-# Student versions, generated as `make labs` does. A later cell that needs the exercise, unguarded:
+# Student versions, generated as `make labs` does: a later cell that needs the exercise, unguarded,
+# and (in the broken one) a check that passes its stub.
 LAB_FIXTURES = {
     "00_fair": build_lab(_notebook(extra="print('the exercise is not needed here')")),
-    "00_unsolved_raises": build_lab(_notebook(extra="print(dense_param_count([3, 2]))")),
-    "00_stub_passes": build_lab(_notebook(exercise=ALWAYS_RIGHT)),
+    "00_broken": build_lab(_notebook(exercise=SOLUTION + "\n\nstudent_version = dense_param_count\n\n"
+                                              + ALWAYS_RIGHT.split("\n\n", 1)[1],
+                                     extra="print(student_version([3, 2]))")),
 }
 
 
@@ -102,33 +104,37 @@ def test_a_fair_notebook_passes_both_runs(outcomes) -> None:
     assert outcomes[("solution", "00_fair")] == [] and outcomes[("lab", "00_fair")] == []
 
 
+def _failures(outcomes, run: str, *needles: str) -> list[str]:
+    """The failure texts of the broken fixture's run that mention every needle."""
+    return [text for text in outcomes[(run, "00_broken")] if all(needle in text for needle in needles)]
+
+
+def test_the_broken_notebook_fails_once_for_each_planted_fault(outcomes) -> None:
+    assert len(outcomes[("solution", "00_broken")]) == 3 + 1 + 1 + 1
+    assert len(outcomes[("lab", "00_broken")]) == 1 + 1
+
+
 def test_a_wrong_answer_that_its_check_passes_fails_the_run(outcomes) -> None:
-    failures = "\n".join(outcomes[("solution", "00_wrong_answer_passes")])
-    assert "00.2 forgot the biases: expected failed, got passed" in failures
-    assert "00.2 gave the input layer biases too: expected failed, got passed" in failures
-    assert "00.2 lab stub: expected not_attempted, got passed" in failures
+    assert _failures(outcomes, "solution", "00.2 forgot the biases: expected failed, got passed")
+    assert _failures(outcomes, "solution", "00.2 gave the input layer biases too: expected failed, got passed")
+    assert _failures(outcomes, "solution", "00.2 lab stub: expected not_attempted, got passed")
 
 
 def test_a_stored_output_that_no_longer_matches_fails_the_run(outcomes) -> None:
-    failures = outcomes[("solution", "00_stale_output")]
-    assert len(failures) == 1 and "Cell outputs differ" in failures[0] and "5" in failures[0]
+    assert _failures(outcomes, "solution", "Cell outputs differ", "print(2 + 2)")
 
 
 def test_a_cell_that_raises_fails_the_run(outcomes) -> None:
-    failures = outcomes[("solution", "00_cell_raises")]
-    assert len(failures) == 1 and "ZeroDivisionError" in failures[0]
+    assert _failures(outcomes, "solution", "ZeroDivisionError")
 
 
 def test_a_notebook_without_a_key_metric_fails_the_run(outcomes) -> None:
-    failures = outcomes[("solution", "00_no_metric")]
-    assert len(failures) == 1 and "records no key metric" in failures[0]
+    assert _failures(outcomes, "solution", "records no key metric")
 
 
 def test_an_unsolved_lab_that_raises_fails_the_unsolved_run(outcomes) -> None:
-    failures = outcomes[("lab", "00_unsolved_raises")]
-    assert len(failures) == 1 and "NotImplementedError" in failures[0] and "Exercise 00.2" in failures[0]
+    assert _failures(outcomes, "lab", "NotImplementedError", "Exercise 00.2")
 
 
 def test_a_check_that_passes_its_stub_fails_the_unsolved_run(outcomes) -> None:
-    failures = outcomes[("lab", "00_stub_passes")]
-    assert len(failures) == 1 and "every check should say not attempted, but 00.2: passed" in failures[0]
+    assert _failures(outcomes, "lab", "every check should say not attempted, but 00.2: passed")
