@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from nbformat import NotebookNode
 
 from dlcourse.check import CHECK_MIME
-from dlcourse.gates import describe, gates
+from dlcourse.gates import bounds_of, describe, gates
 from dlcourse.notebooks import lab_number, read
 
 METRIC_MIME = "application/vnd.dlcourse.metric+json"
@@ -34,8 +34,6 @@ def record_metric(name: str, value: Any, unit: str = "", *, at_least: float | No
     ``at_least`` / ``at_most`` declare the bound the full-mode result must meet (see dlcourse.gates);
     write them as literal numbers."""
     from IPython.display import display
-
-    from dlcourse.gates import bounds_of
 
     payload = {"name": name, "value": value, "unit": unit, **bounds_of(at_least, at_most)}
     RECORDED.append(payload)

@@ -59,8 +59,7 @@ def _stored_gates(path: Path) -> list[tuple[str, dict, Gate | None]]:
         stored = {m["name"]: m for m in cell_payloads(cell, METRIC_MIME)}
         for name, bounds in declared_bounds(cell.source):
             metric = stored.get(name)
-            found.append((name, bounds, None if metric is None else Gate(name, metric["value"], **{
-                key: bounds.get(key) for key in ("at_least", "at_most")})))
+            found.append((name, bounds, None if metric is None else gates([{**metric, **bounds}])[0]))
     return found
 
 
