@@ -50,8 +50,10 @@ lab: install
 # Unit tests; each solution notebook run once in FAST mode, probed, under strict nbval (outputs and
 # check fairness in one run); each student lab run once unsolved; JupyterLab in a real browser.
 # `make test LAB=07` runs only what is about lab 07. Exit code 5 (no tests collected) is a failure.
+# JOBS pytest-xdist workers (default 2) share the tests; each notebook's cells stay in one worker.
+JOBS ?= 2
 test: install browser
-	@DLCOURSE_FAST=1 $(PY) -m pytest tests --durations=15 $(if $(LAB),--lab $(LAB)) $(PYTEST_ARGS); rc=$$?; \
+	@DLCOURSE_FAST=1 $(PY) -m pytest tests --durations=15 -n $(JOBS) --dist loadscope $(if $(LAB),--lab $(LAB)) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests$(if $(LAB), for lab $(LAB)), so nothing was checked; this is a failure."; fi; \
 	exit $$rc
 

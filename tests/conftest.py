@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -91,8 +90,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "suite's own broken fixtures use another")
 
 
+_CONFIG: list[pytest.Config] = []  # this session's config, for the report hook (which is not given it)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_TIMES] = {}
+    _CONFIG[:] = [config]
     # The notebooks' kernels inherit these: FAST mode (as `make test` sets it) and the verified data.
     os.environ.setdefault("DLCOURSE_FAST", "1")
     found = _shared_data()
@@ -154,27 +157,33 @@ def _runs_dir(config: pytest.Config) -> Path:
 
 
 class TimedNotebook(IPyNbFile):
-    """nbval's notebook collector (one test per code cell, one kernel for the notebook), timed from
-    the kernel's start in setup to its stop in teardown into the table of notebook run times."""
+    """nbval's notebook collector: one test per code cell, one kernel for the notebook."""
 
-    run_name, subfolder = "notebook", "notebooks"  # a row of the table; where the copies run, in build/test-runs/
-
-    def setup(self) -> None:
-        self._started = time.perf_counter()
-        super().setup()
-
-    def teardown(self) -> None:
-        super().teardown()
-        if hasattr(self, "_started"):
-            self.config.stash[NOTEBOOK_TIMES][(self.path.stem, self.run_name)] = time.perf_counter() - self._started
+    subfolder = "notebooks"  # where the copies run, in build/test-runs/
 
 
 class ProbedSolution(TimedNotebook):
-    run_name, subfolder = "solution, probed", "probed"
+    subfolder = "probed"
 
 
 class UnsolvedLab(TimedNotebook):
-    run_name, subfolder = "lab, unsolved", "unsolved"
+    subfolder = "unsolved"
+
+
+# A row of the table of notebook run times, from the folder a copy runs in.
+RUN_NAMES = {ProbedSolution.subfolder: "solution, probed", UnsolvedLab.subfolder: "lab, unsolved"}
+_NOTEBOOK_RUN = re.compile(r"test-runs/(\w+)/(\d\d_\w+)\.ipynb::")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add each notebook cell's setup, call and teardown time (the kernel starts in the first cell's
+    setup and stops in the last one's teardown) to its notebook's row. Reports reach this hook in
+    the main process also when pytest-xdist runs the tests in workers."""
+    found = _NOTEBOOK_RUN.search(report.nodeid)
+    if found and found.group(1) in RUN_NAMES and _CONFIG:
+        times = _CONFIG[0].stash[NOTEBOOK_TIMES]
+        key = (found.group(2), RUN_NAMES[found.group(1)])
+        times[key] = times.get(key, 0.0) + report.duration
 
 
 class NotebookRunsModule(pytest.Module):

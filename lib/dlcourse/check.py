@@ -199,6 +199,7 @@ class Exercise:
     title: str
     fn: Callable[..., str | None]
     wrong_answers: dict[str, str | list[str | None]] = field(default_factory=dict)
+    accepted_answers: dict[str, str | list[str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.__doc__ = self.fn.__doc__
@@ -241,18 +242,22 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, *, wrong_answers: dict[str, str | list[str | None]] | None = None) -> Callable[[Callable[..., str | None]], Exercise]:
+def exercise(id: str, title: str, *, wrong_answers: dict[str, str | list[str | None]] | None = None,
+             accepted_answers: dict[str, str | list[str | None]] | None = None,
+             ) -> Callable[[Callable[..., str | None]], Exercise]:
     """Register a check for exercise ``id`` (``"NN.k"``).
 
     ``wrong_answers`` maps a label to code that replaces the solution region of the exercise
     cell (or a list, one entry per region, None keeping that region's solution); the test
-    suite runs each one and requires the check to reject it.
+    suite runs each one and requires the check to reject it with a sentence.
+    ``accepted_answers`` has the same form for correct alternatives (another valid formula,
+    float32, einsum, a list where the text allows one); the suite requires the check to pass each.
     """
 
     def register(fn: Callable[..., str | None]) -> Exercise:
         if id in _REGISTRY and _REGISTRY[id].fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"exercise {id} is registered twice")
-        ex = Exercise(id, title, fn, dict(wrong_answers or {}))
+        ex = Exercise(id, title, fn, dict(wrong_answers or {}), dict(accepted_answers or {}))
         _REGISTRY[id] = ex
         return ex
 

@@ -1,10 +1,10 @@
-"""Prove every exercise check is fair: it accepts the solution, and rejects the stub and the
-typical wrong answers the lab registers, each with a sentence.
+"""Prove every exercise check is fair: it accepts the solution and the correct alternatives the
+lab registers, and rejects the stub and the typical wrong answers, each with a sentence.
 
 `probe_notebook` makes one notebook out of a solution: after each check cell it inserts the
-exercise cell in its lab (stub) form and in each registered wrong form, each followed by the
-check again, and then the solution cell once more so later cells see the right state. Every
-check cell (the solution's own too) ends with `expect_verdict`, which raises inside the kernel
+exercise cell in its lab (stub) form, in each registered wrong form and in each accepted
+alternative, each followed by the check again, and then the solution cell once more so later cells see the right state. Every
+check cell (the solution's own too) ends with `dlcourse.probes.expect_verdict`, which raises inside the kernel
 when the verdict just shown is not the one expected; the last cell, `expect_probes_complete`,
 raises unless every probe answered and the lab recorded its key metric. The test suite runs
 the probed copy once under nbval, which also compares every stored output of the solution's
@@ -27,13 +27,9 @@ IGNORE_OUTPUT = "nbval-ignore-output"
 @dataclass(frozen=True)
 class Probe:
     exercise: str
-    kind: str  # "solution", "stub" or "wrong"
+    kind: str  # "solution", "stub", "wrong" or "accepted"
     label: str
     expected: str  # the status the check must give
-
-
-class ProbeFailure(AssertionError):
-    """A check gave the wrong verdict for a probe (raised in the probed notebook's kernel)."""
 
 
 def _probe_cell(source: str, probe: Probe, role: str) -> NotebookNode:
@@ -44,10 +40,16 @@ def _probe_cell(source: str, probe: Probe, role: str) -> NotebookNode:
         "tags": [IGNORE_OUTPUT], "dlcourse": {"probe": {**probe.__dict__, "role": role}}})
 
 
+def _variant_code(check: Exercise, probe: Probe) -> str | list[str | None]:
+    """The code of a registered wrong or accepted answer, which replaces the solution regions."""
+    return (check.wrong_answers if probe.kind == "wrong" else check.accepted_answers)[probe.label]
+
+
 def verdict_line(probe: Probe) -> str:
     """The line appended to a check cell: it raises unless the check just showed the expected verdict."""
-    return (f"\n__import__('dlcourse.exercises').exercises.expect_verdict("
-            f"{probe.exercise!r}, {probe.label!r}, {probe.expected!r}, {probe.kind == 'solution'!r})")
+    passes = probe.kind in ("solution", "accepted")  # a pass needs no reason; a rejection does
+    return (f"\n__import__('dlcourse.probes').probes.expect_verdict("
+            f"{probe.exercise!r}, {probe.label!r}, {probe.expected!r}, {passes!r})")
 
 
 def probe_notebook(solution: NotebookNode, lab: str,
@@ -61,10 +63,11 @@ def probe_notebook(solution: NotebookNode, lab: str,
         if ex.id not in checks:
             raise KeyError(f"exercise {ex.id} has no registered check in dlcourse.checks.lab{lab}")
         variants = [Probe(ex.id, "stub", "lab stub", "not_attempted")] + [
-            Probe(ex.id, "wrong", label, "failed") for label in checks[ex.id].wrong_answers]
+            Probe(ex.id, "wrong", label, "failed") for label in checks[ex.id].wrong_answers] + [
+            Probe(ex.id, "accepted", label, "passed") for label in checks[ex.id].accepted_answers]
         inserted: list[NotebookNode] = []
         for probe in variants:
-            code = None if probe.kind == "stub" else checks[ex.id].wrong_answers[probe.label]
+            code = None if probe.kind == "stub" else _variant_code(checks[ex.id], probe)
             inserted += [_probe_cell(replace_regions(exercise_cell.source, code, ex.id), probe, "exercise"),
                          _probe_cell(check_cell.source + verdict_line(probe), probe, "check")]
         restore = Probe(ex.id, "restore", "solution again", "-")
@@ -76,7 +79,7 @@ def probe_notebook(solution: NotebookNode, lab: str,
         probes = [solved] + variants + probes
     last = Probe("-", "complete", "all probes answered", "-")
     nb.cells.append(_probe_cell(
-        f"__import__('dlcourse.exercises').exercises.expect_probes_complete({len(probes)})", last, "complete"))
+        f"__import__('dlcourse.probes').probes.expect_probes_complete({len(probes)})", last, "complete"))
     return nb, probes
 
 
@@ -85,52 +88,5 @@ def unsolved_notebook(lab: NotebookNode) -> NotebookNode:
     nb = copy.deepcopy(lab)
     count = len(find_exercises(lab, solution=False))
     done = Probe("-", "unsolved", "every check not attempted", "not_attempted")
-    nb.cells.append(_probe_cell(f"__import__('dlcourse.exercises').exercises.expect_unsolved({count})", done, "complete"))
+    nb.cells.append(_probe_cell(f"__import__('dlcourse.probes').probes.expect_unsolved({count})", done, "complete"))
     return nb
-
-
-# ------------------------------------------------------------------------------ inside the kernel
-
-_answered: list[str] = []  # one entry per expect_verdict call in this kernel
-_read = 0  # how many of dlcourse.check.SHOWN the probes have read
-
-
-def expect_verdict(exercise: str, label: str, expected: str, is_solution: bool = False) -> None:
-    """Raise ProbeFailure unless the check cell just run showed one verdict, for `exercise`, with
-    status `expected` and (when it is not the solution) a sentence saying why."""
-    global _read
-    from dlcourse.check import SHOWN
-
-    new, _read = SHOWN[_read:], len(SHOWN)
-    _answered.append(f"{exercise} {label}")
-    where = f"{exercise} {label}"
-    if len(new) != 1:
-        raise ProbeFailure(f"{where}: the check cell showed {len(new)} verdicts, not one")
-    shown = new[0]
-    if shown.exercise != exercise:
-        raise ProbeFailure(f"{where}: the check cell showed the verdict of exercise {shown.exercise}")
-    if shown.status != expected:
-        raise ProbeFailure(f"{where}: expected {expected}, got {shown.status} ({shown.message})")
-    if not is_solution and not shown.message.strip():
-        raise ProbeFailure(f"{where}: rejected without a sentence saying why")
-
-
-def expect_probes_complete(count: int) -> None:
-    """Raise ProbeFailure unless `count` probes answered and the notebook recorded a key metric."""
-    from dlcourse.runner import RECORDED
-
-    if len(_answered) != count:
-        raise ProbeFailure(f"expected {count} probe verdicts, {len(_answered)} check cells answered")
-    if not RECORDED:
-        raise ProbeFailure("the notebook records no key metric (dlcourse.runner.record_metric)")
-
-
-def expect_unsolved(count: int) -> None:
-    """Raise ProbeFailure unless `count` verdicts were shown in this kernel, all "not attempted"."""
-    from dlcourse.check import SHOWN
-
-    if len(SHOWN) != count:
-        raise ProbeFailure(f"expected {count} check verdicts in the unsolved lab, it showed {len(SHOWN)}")
-    others = [f"{r.exercise}: {r.status} ({r.message})" for r in SHOWN if r.status != "not_attempted"]
-    if others:
-        raise ProbeFailure(f"in the unsolved lab every check should say not attempted, but {'; '.join(others)}")

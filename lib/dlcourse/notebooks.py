@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.errors import DlcourseError
+from dlcourse.student import STUB_MESSAGE
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 NB_VERSION = 4
@@ -72,8 +74,12 @@ def dumps(nb: NotebookNode) -> str:
 
 
 def write(nb: NotebookNode, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(dumps(nb), encoding="utf-8")
+    """Write atomically: a reader (JupyterLab, another test process) never sees half a notebook."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(dumps(nb), encoding="utf-8")
+    os.replace(partial, path)
 
 
 def meta(cell: NotebookNode) -> dict:
@@ -118,7 +124,7 @@ def stub_for(region: re.Match, exercise_id: str) -> str:
     indent, body = region.group("indent"), region.group("body")
     if indent:
         return (f"{indent}# YOUR CODE HERE\n"
-                f"{indent}raise NotImplementedError(\"Exercise {exercise_id}: replace this line with your code.\")\n")
+                f"{indent}raise NotImplementedError(\"{STUB_MESSAGE.format(exercise_id=exercise_id)}\")\n")
     names = _assigned_names(body)
     if not names:
         raise NotebookError(f"exercise {exercise_id}: a top-level solution must assign the answer to a name, so the lab can set it to None.")

@@ -12,13 +12,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dlcourse.check import CHECK_MIME
 from dlcourse.gates import bounds_of, describe, gates
-from dlcourse.notebooks import lab_number, read
+
+if TYPE_CHECKING:  # nbformat is imported only where a notebook is read: a lab's kernel never pays for it
+    from nbformat import NotebookNode
 
 METRIC_MIME = "application/vnd.dlcourse.metric+json"
 
@@ -152,7 +152,10 @@ def execute(path: str | Path, output: str | Path, *, fast: bool, timeout: float 
     ``inject=False`` passes no parameters (papermill then adds no cell), for in-place refreshes.
     """
     import papermill as pm
+    from nbformat import NotebookNode
     from papermill.exceptions import PapermillExecutionError
+
+    from dlcourse.notebooks import lab_number, read
 
     path, output = Path(path).resolve(), Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,7 @@ def refresh_outputs(path: str | Path, *, fast: bool = False, timeout: float | No
     """Re-execute a solution notebook and store its fresh outputs in place (full mode by default)."""
     import tempfile
 
-    from dlcourse.notebooks import write
+    from dlcourse.notebooks import read, write
 
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:

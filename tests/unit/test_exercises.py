@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from dlcourse import check, exercises, runner
+from dlcourse import check, probes, runner
 from dlcourse.check import CheckResult
-from dlcourse.exercises import IGNORE_OUTPUT, ProbeFailure, expect_probes_complete, expect_verdict, probe_notebook
+from dlcourse.exercises import IGNORE_OUTPUT, probe_notebook
+from dlcourse.probes import ProbeFailure, expect_probes_complete, expect_verdict
 from dlcourse.notebooks import find_exercises, read
 
 LAB00 = ROOT / "solutions" / "00_setup.ipynb"
@@ -34,6 +35,23 @@ def test_probe_notebook_inserts_stub_wrong_and_restore_cells() -> None:
     assert "expect_verdict" not in "".join(c.source for c in solution.cells)
 
 
+def test_an_accepted_alternative_is_probed_and_must_pass() -> None:
+    import dataclasses
+
+    from dlcourse.check import registry
+
+    checks = registry("00")
+    alt = "n_sevens = sum(1 for label in y_train if label == 7)"
+    checks["00.2"] = dataclasses.replace(checks["00.2"], accepted_answers={"a Python loop": alt})
+    probed, probes = probe_notebook(read(LAB00), "00", checks)
+    accepted = [p for p in probes if p.kind == "accepted"]
+    assert [(p.exercise, p.label, p.expected) for p in accepted] == [("00.2", "a Python loop", "passed")]
+    cells = [c for c in probed.cells if _probe_info(c).get("kind") == "accepted"]
+    assert [c.metadata["dlcourse"]["probe"]["role"] for c in cells] == ["exercise", "check"]
+    assert alt in cells[0].source
+    assert cells[1].source.splitlines()[-1].endswith("'00.2', 'a Python loop', 'passed', True)")
+
+
 def test_inserted_cells_are_not_compared_and_the_solutions_own_cells_keep_their_outputs() -> None:
     solution = read(LAB00)
     probed, _ = probe_notebook(solution, "00")
@@ -51,8 +69,8 @@ def test_inserted_cells_are_not_compared_and_the_solutions_own_cells_keep_their_
 def fresh_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(check, "SHOWN", [])
     monkeypatch.setattr(runner, "RECORDED", [])
-    monkeypatch.setattr(exercises, "_answered", [])
-    monkeypatch.setattr(exercises, "_read", 0)
+    monkeypatch.setattr(probes, "_answered", [])
+    monkeypatch.setattr(probes, "_read", 0)
 
 
 def _shown(status: str, message: str = "why", exercise: str = "00.2") -> None:
