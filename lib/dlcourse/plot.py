@@ -105,22 +105,30 @@ def plot_activation_through_depth(name: str, z_range: tuple[float, float] = (-6.
     return fig
 
 
-def plot_history(history: Mapping[str, Sequence[float]], *, title: str = "Training history", xlabel: str = "epoch"):
+def plot_history(history: Mapping[str, Sequence[float]], *, title: str = "Training history", xlabel: str = "epoch",
+                 restored_epoch: int | None = None):
     """Loss and accuracy curves from a Keras-style history dict, e.g. ``{"loss": [...],
     "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}`` (Keras `History.history`, or
-    the same keys filled by a hand-written loop). One panel per quantity; returns the figure."""
+    the same keys filled by a hand-written loop). One panel per quantity, always loss first and
+    accuracy second whatever the dict's order; ``restored_epoch`` (1-based) marks the epoch whose
+    weights early stopping kept. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    quantities = [k for k in history if not k.startswith("val_")]
-    quantities += [k[4:] for k in history if k.startswith("val_") and k[4:] not in quantities]
-    if not quantities:
+    names = [k for k in history if not k.startswith("val_")]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in names]
+    if not names:
         raise ValueError("plot_history needs at least one curve, e.g. {'loss': [0.5, 0.3]}.")
+    first = [n for n in ("loss", "accuracy") if n in names]
+    quantities = first + [n for n in names if n not in first]
     fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.4), squeeze=False)
     for ax, name in zip(axes.flat, quantities):
         for key, label in ((name, "train"), (f"val_{name}", "validation")):
             if key in history and len(history[key]):
                 values = list(history[key])
                 ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=label)
+        if restored_epoch is not None:
+            ax.axvline(restored_epoch, color="grey", linestyle="--", linewidth=1,
+                       label=f"restored (epoch {restored_epoch})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
         ax.set_title(name)

@@ -44,6 +44,9 @@ def test_history_confusion_and_mistake_plots() -> None:
     fig = plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.6, 0.8]}, title="t")
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
     assert [line.get_label() for line in fig.axes[0].lines] == ["train", "validation"]
+    fig = plot_history({"val_accuracy": [0.6, 0.7], "accuracy": [0.5, 0.8], "loss": [1.0, 0.5]}, restored_epoch=2)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"], "loss first, whatever the dict's order"
+    assert fig.axes[1].get_legend_handles_labels()[1][-1] == "restored (epoch 2)"
     with pytest.raises(ValueError, match="at least one curve"):
         plot_history({})
     fig = plot_confusion_matrix(np.array([[5, 1], [2, 7]]), ["cat", "dog"])
