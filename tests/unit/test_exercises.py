@@ -91,6 +91,7 @@ def test_the_expected_verdicts_pass(fresh_probes) -> None:
 @pytest.mark.parametrize("shown, expected, message", [
     ("passed", "failed", "00.2 forgot the biases: expected failed, got passed (why)"),
     ("failed", "not_attempted", "00.2 forgot the biases: expected not_attempted, got failed (why)"),
+    ("failed", "passed", "00.2 forgot the biases: expected passed, got failed (why)"),  # a rejected accepted answer
 ])
 def test_a_check_that_gives_the_wrong_verdict_is_caught(fresh_probes, shown, expected, message) -> None:
     _shown(shown)
