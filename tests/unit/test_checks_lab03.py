@@ -48,6 +48,36 @@ def test_softmax() -> None:
     assert transposed.status == "failed"
     assert "shape" in check_softmax.evaluate(lambda z: ref.softmax(z)[..., :2]).message
     assert check_softmax.evaluate(_stub).status == "not_attempted"
+    global_max = check_softmax.evaluate(lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum(axis=-1, keepdims=True))
+    assert global_max.status == "failed" and "-1000, -1001" in global_max.message and "own MAXIMUM" in global_max.hint
+    row_min = check_softmax.evaluate(lambda z: np.exp(z - z.min(axis=-1, keepdims=True))
+                                     / np.exp(z - z.min(axis=-1, keepdims=True)).sum(axis=-1, keepdims=True))
+    assert row_min.status == "failed", "the row spanning ±1000 overflows when its minimum is subtracted"
+
+
+def test_checks_copy_what_they_hand_over() -> None:
+    """An answer that works in place on its argument is right, and cannot change the check's reference."""
+    def in_place_softmax(z):
+        z -= z.max(axis=-1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=-1, keepdims=True)
+        return z
+
+    def in_place_relu_prime(z):
+        z[...] = z > 0
+        return z
+
+    assert check_softmax.evaluate(in_place_softmax).passed
+    assert check_activation_grads.evaluate(ref.sigmoid_grad, ref.tanh_grad, in_place_relu_prime).passed
+
+
+def test_bce_uses_the_eps_it_is_given() -> None:
+    def fixed_eps(p, y, eps=1e-12):
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    result = check_bce.evaluate(fixed_eps)
+    assert result.status == "failed" and "eps=1e-4" in result.message and "eps the function is given" in result.hint
 
 
 def test_cross_entropy() -> None:
@@ -60,7 +90,14 @@ def test_cross_entropy() -> None:
 
     underflow = check_cross_entropy.evaluate(log_of_softmax)
     assert underflow.status == "failed" and "log-sum-exp" in underflow.hint
-    assert "±1000" in check_cross_entropy.evaluate(ref.cross_entropy).message
+    assert "+1000" in check_cross_entropy.evaluate(ref.cross_entropy).message
+
+    def global_max(z, y):
+        m = z.max()
+        return float(np.mean(m + np.log(np.exp(z - m).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+    wrong_max = check_cross_entropy.evaluate(global_max)
+    assert wrong_max.status == "failed" and "not a finite number" in wrong_max.message and "EACH ROW" in wrong_max.hint
     assert check_cross_entropy.evaluate(_stub).status == "not_attempted"
     assert "single number" in check_cross_entropy.evaluate(lambda z, y: np.zeros(3)).message
 
@@ -75,6 +112,12 @@ def test_cross_entropy_grad() -> None:
     assert check_cross_entropy_grad.evaluate(lambda z, y: -right(z, y)).status == "failed"
     assert "shape" in check_cross_entropy_grad.evaluate(lambda z, y: right(z, y).T).message
     assert check_cross_entropy_grad.evaluate(_stub).status == "not_attempted"
+
+    def global_max(z, y):
+        e = np.exp(z - z.max())
+        return (e / e.sum(axis=1, keepdims=True) - np.eye(z.shape[1])[y]) / len(y)
+
+    assert check_cross_entropy_grad.evaluate(global_max).status == "failed"
 
 
 def test_activation_grads() -> None:
@@ -92,3 +135,31 @@ def test_activation_grads() -> None:
     assert scalar_only.status == "failed" and "shape" in scalar_only.message
     assert check_activation_grads.evaluate(_stub, _stub, _stub).status == "not_attempted"
     assert check_activation_grads.evaluate(ref.sigmoid_grad, None, relu_prime).status == "not_attempted"
+
+
+def test_headline_ratio_follows_the_activation_derivative() -> None:
+    """The lab's headline (sigmoid/ReLU gradient-norm ratio at layer 1) comes from the derivatives: with a
+    wrong σ′ (σ(1 + σ), a registered wrong answer of 03.5) the vanishing gradient disappears."""
+    from pathlib import Path
+
+    from dlcourse import notebooks
+
+    nb = notebooks.read(Path(__file__).resolve().parents[2] / "solutions" / "03_losses_activations.ipynb")
+    source = next(c.source for c in nb.cells if c.cell_type == "code" and "def layer_gradient_norms" in c.source)
+    definitions = source[:source.index("\nrng = ")]  # the two functions, not the experiment that follows
+
+    def ratio(sigmoid_grad) -> float:
+        activations = dict(ref.ACTIVATIONS, sigmoid=ref.Activation("sigmoid", ref.sigmoid, sigmoid_grad))
+        ns = {"np": np, "ref": type("ref", (), {"ACTIVATIONS": activations, "softmax": staticmethod(ref.softmax)})}
+        exec(definitions, ns)
+        rng = np.random.default_rng(0)
+        x, labels = rng.normal(size=(64, 32)), rng.integers(0, 10, size=64)
+        weights = ns["init_weights"](20, 32, 10, gain=2.0, seed=0)
+        sigmoid = ns["layer_gradient_norms"]("sigmoid", weights, x, labels)
+        relu = ns["layer_gradient_norms"]("relu", weights, x, labels)
+        return float(sigmoid[0] / relu[0])
+
+    right = ratio(ref.sigmoid_grad)
+    wrong = ratio(lambda z: ref.sigmoid(z) * (1 + ref.sigmoid(z)))
+    assert right < 1e-6, "sigmoid's gradient vanishes over 20 layers"
+    assert wrong > 1e3 * right, "with σ(1 + σ), up to 2 per layer, it no longer vanishes"
