@@ -133,3 +133,73 @@ def test_activation_stats_show_he_keeps_relu_alive() -> None:
     _, he_stds = optim.activation_stats("relu", "he", depth=10, width=64, batch=200)
     _, glorot_stds = optim.activation_stats("relu", "glorot", depth=10, width=64, batch=200)
     assert 0.3 < he_stds[-1] < 3 and glorot_stds[-1] < 0.1 * he_stds[-1]
+
+
+def test_optimizer_checks_reject_hard_coded_hyper_parameters() -> None:
+    def momentum_fixed(theta, grad, velocity, lr, momentum=0.9):
+        return optim.momentum_step(theta, grad, velocity, lr, 0.9)
+
+    def rmsprop_fixed_alpha(theta, grad, square_avg, lr, alpha=0.99, eps=1e-8):
+        return optim.rmsprop_step(theta, grad, square_avg, lr, 0.99, eps)
+
+    def rmsprop_fixed_eps(theta, grad, square_avg, lr, alpha=0.99, eps=1e-8):
+        return optim.rmsprop_step(theta, grad, square_avg, lr, alpha, 1e-8)
+
+    assert check_momentum_step.evaluate(momentum_fixed).status == "failed"
+    assert check_rmsprop_step.evaluate(rmsprop_fixed_alpha).status == "failed"
+    assert check_rmsprop_step.evaluate(rmsprop_fixed_eps).status == "failed"
+    for fixed in (dict(beta1=0.9), dict(beta2=0.999), dict(eps=1e-8)):
+        def adam_fixed(theta, grad, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, fixed=fixed):
+            hyper = dict(beta1=beta1, beta2=beta2, eps=eps) | fixed
+            return optim.adam_step(theta, grad, state, lr, **hyper)
+
+        result = check_adam_step.evaluate(adam_fixed)
+        assert result.status == "failed" and "you are given" in result.hint, fixed
+    assert check_max_stable_lr.evaluate(lambda A: 0.04).status == "failed"
+
+
+def test_adam_state_may_be_a_list() -> None:
+    def as_list(theta, grad, state, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        new_theta, (m, v, t) = optim.adam_step(theta, grad, tuple(state), lr, beta1, beta2, eps)
+        return new_theta, [m, v, t]
+
+    assert check_adam_step.evaluate(as_list).passed
+    bad = check_momentum_step.evaluate(lambda theta, grad, velocity, lr, momentum=0.9: (theta, "v"))
+    assert bad.status == "failed" and "array of numbers" in bad.message, "a bad state gets a sentence, not a traceback"
+
+
+def test_init_std_accepts_float32() -> None:
+    torch = pytest.importorskip("torch")
+    result = check_init_std.evaluate(lambda fan_in, fan_out: torch.tensor(2.0 / (fan_in + fan_out)).sqrt(),
+                                     lambda fan_in, fan_out: torch.tensor(2.0 / fan_in).sqrt())
+    assert result.passed, result.message
+    assert check_init_std.evaluate(lambda a, b: np.sqrt(6 / (a + b)), lambda a, b: np.sqrt(2 / a)).status == "failed"
+
+
+def test_headline_parity_breaks_with_a_wrong_adam() -> None:
+    """The lab's headline is max |ours − torch.optim.Adam| after 100 steps: rounding-level with the right
+    step, far from it with a registered wrong answer (no bias correction)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((100, 6)) * np.array([1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0])
+    start = rng.standard_normal(6)
+
+    def no_bias_correction(theta, grad, state, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        m, v, t = state
+        m, v = beta1 * m + (1 - beta1) * grad, beta2 * v + (1 - beta2) * grad**2
+        return theta - lr * m / (np.sqrt(v) + eps), (m, v, t + 1)
+
+    param = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([param], lr=0.01)
+    for g in grads:
+        param.grad = torch.tensor(g)
+        opt.step()
+
+    def gap(step) -> float:
+        theta, state = start.copy(), (np.zeros(6), np.zeros(6), 0)
+        for g in grads:
+            theta, state = step(theta, g, state, 0.01)
+        return float(np.abs(theta - param.detach().numpy()).max())
+
+    assert gap(optim.adam_step) < 1e-12
+    assert gap(no_bias_correction) > 1e-3
