@@ -23,7 +23,7 @@ Step = Callable[..., tuple[Array, Any]]
 __all__ = [
     "Objective", "quadratic", "ill_conditioned_quadratic", "rosenbrock",
     "gd_step", "momentum_step", "rmsprop_step", "adam_step", "init_state", "run", "OPTIMIZERS",
-    "gd_stability_limit", "glorot_std", "he_std", "init_std", "activation_stats", "plot_paths",
+    "gd_stability_limit", "glorot_std", "he_std", "init_std", "activation_stats", "plot_paths", "plot_loss_curves",
 ]
 
 
@@ -189,27 +189,47 @@ def activation_stats(activation: str, scheme: str, *, depth: int = 20, width: in
 
 # ------------------------------------------------------------------------------ plotting
 
+_END_MARKERS = ("X", "P", "s", "D", "^", "v")  # one shape per path, so ends that land together stay apart
+
+
 def plot_paths(ax: Any, objective: Objective, paths: Mapping[str, Array], *, title: str | None = None,
                resolution: int = 200) -> Any:
-    """Log-spaced contours of ``objective`` with each path drawn on top (start ○, end ×); returns ax."""
+    """Log-spaced contours of ``objective`` with each path drawn on top (start ○, end a filled marker of
+    its own shape, named in the legend); returns ax."""
     x0, x1, y0, y1 = objective.extent
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
     X, Y = np.meshgrid(xs, ys)
     Z = np.array([objective.f(np.array([x, y])) for x, y in zip(X.ravel(), Y.ravel())]).reshape(X.shape)
     floor = max(Z.min(), 1e-3)
     ax.contour(X, Y, Z, levels=np.geomspace(floor, Z.max(), 18), cmap="viridis", alpha=0.45, linewidths=0.8)
-    for style, (name, path) in zip(("-", "--", "-.", ":") * len(paths), paths.items()):
+    for i, (name, path) in enumerate(paths.items()):
+        style, marker = ("-", "--", "-.", ":")[i % 4], _END_MARKERS[i % len(_END_MARKERS)]
         path = path[np.all(np.isfinite(path), axis=1)]  # a diverged run stops where it left the numbers
         line, = ax.plot(path[:, 0], path[:, 1], style, lw=1.4, label=name)
         ax.plot(path[0, 0], path[0, 1], "o", color=line.get_color(), mfc="none")
-        ax.plot(path[-1, 0], path[-1, 1], "x", color=line.get_color())
+        ax.plot(path[-1, 0], path[-1, 1], marker, color=line.get_color(), ms=9 - 1.5 * (i % 3), mec="black",
+                mew=0.6, alpha=0.9, linestyle="none", label=f"{name}: end")
     ax.plot(*objective.minimum, "*", color="black", ms=10, label="minimum")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_xlabel(r"$\theta_1$")
     ax.set_ylabel(r"$\theta_2$")
     ax.set_title(title or objective.name)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=7, loc="best", ncol=2 if len(paths) > 2 else 1)
+    return ax
+
+
+def plot_loss_curves(ax: Any, objective: Objective, paths: Mapping[str, Array], *, title: str | None = None) -> Any:
+    """f(θ) at every step of each path on a log scale (a diverged run's curve stops where it left); returns ax."""
+    for i, (name, path) in enumerate(paths.items()):
+        finite = path[np.all(np.isfinite(path), axis=1)]
+        losses = np.array([objective.f(p) for p in finite])
+        ax.semilogy(np.arange(len(losses)), np.maximum(losses, 1e-300), ("-", "--", "-.", ":")[i % 4], lw=1.4, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss f(θ) (log scale)")
+    ax.set_title(title or f"{objective.name}: loss per step")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return ax
 
 

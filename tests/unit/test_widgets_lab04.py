@@ -32,3 +32,20 @@ def test_explorer_text_follows_the_slider_and_menu() -> None:
     menu.value = "Adam"
     assert summary.value != before and summary.value.startswith("<b>Adam, lr 0.1")
     plt.close("all")
+
+
+def test_paths_end_markers_differ_and_loss_curves_are_log_scale() -> None:
+    from dlcourse import optim
+
+    objective, _ = optim.ill_conditioned_quadratic(50.0)
+    start = np.array([-4.0, 3.0])
+    paths = {name: optim.run(step, objective.grad, start, 30, lr=0.01) for name, step in optim.OPTIMIZERS.items()}
+    fig, (left, right) = plt.subplots(1, 2)
+    optim.plot_paths(left, objective, paths)
+    ends = [line for line in left.get_lines() if line.get_label().endswith(": end")]
+    assert [line.get_label() for line in ends] == [f"{name}: end" for name in paths], "each end is named in the legend"
+    assert len({line.get_marker() for line in ends}) == len(paths), "and has a shape of its own"
+    optim.plot_loss_curves(right, objective, paths)
+    assert right.get_yscale() == "log" and [line.get_label() for line in right.get_lines()] == list(paths)
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata()[0], objective.f(start))
+    plt.close(fig)
