@@ -5,7 +5,7 @@ and a batch is a row per example, so a layer is ``x @ W + b``. The forward pass 
 logits and a cache ``{"x", "z1", "h1"}`` that the backward pass reads. Everything keeps the
 parameters' dtype (float32 for training: half the memory and about twice the matmul speed of
 float64; float64 for gradient checks). The lab's checks compare the student's functions with
-these; the lab's final training run uses them, so it runs whatever state the exercises are in.
+these; `train` takes the step functions as arguments, so the lab's training runs the student's own.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 __all__ = [
     "Params", "PARAM_NAMES", "prepare_images", "init_params", "count_params", "forward", "softmax_cross_entropy",
-    "backward", "momentum_step", "minibatches", "predict_proba", "evaluate", "train", "loss_of",
+    "backward", "momentum_step", "minibatches", "dropout", "add_weight_decay", "init_linear", "linear_forward",
+    "linear_backward", "predict_proba", "evaluate", "train", "loss_of",
     "gradient_check", "plot_hidden_units",
 ]
 
@@ -98,51 +99,157 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[n
         yield order[start:start + batch_size]
 
 
-def predict_proba(params: Params, x: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-    """Class probabilities (n, n_out), computed in chunks to keep memory small."""
-    chunks = [softmax(forward(params, x[i:i + batch_size])[0], axis=1) for i in range(0, len(x), batch_size)]
+def dropout(h: np.ndarray, rate: float, rng: np.random.Generator, training: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted dropout (Srivastava et al. 2014): in training, zero each entry with probability
+    `rate` and divide the survivors by 1 − rate, so the expected activation is unchanged and
+    evaluation needs no rescaling. Returns (output, mask) with output = h · mask; at evaluation
+    (training=False) the output is h and the mask is all ones."""
+    if not training or rate == 0:
+        return h, np.ones_like(h)
+    mask = (rng.random(h.shape) >= rate).astype(h.dtype) / h.dtype.type(1.0 - rate)
+    return h * mask, mask
+
+
+def add_weight_decay(grads: Params, params: Params, weight_decay: float) -> Params:
+    """The gradients of loss + (λ/2)·(‖W1‖² + ‖W2‖²): λ·W added to each weight matrix's gradient;
+    biases are not decayed (they shift a unit, they do not make the network more complex)."""
+    return {k: grads[k] + weight_decay * params[k] if k.startswith("W") else grads[k] for k in grads}
+
+
+def init_linear(n_in: int = 784, n_out: int = 10, *, dtype: type = np.float32) -> Params:
+    """Softmax regression (no hidden layer): zero weights and biases (the loss is convex, so any
+    start reaches the same optimum, and all-zero logits give exactly ln 10)."""
+    return {"W": np.zeros((n_in, n_out), dtype=dtype), "b": np.zeros(n_out, dtype=dtype)}
+
+
+def linear_forward(params: Params, x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """Logits x W + b of softmax regression, and the cache {"x"}."""
+    return x @ params["W"] + params["b"], {"x": x}
+
+
+def linear_backward(params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
+    """Gradients of softmax regression: X^T δ and the column sums of δ."""
+    return {"W": cache["x"].T @ dlogits, "b": dlogits.sum(axis=0)}
+
+
+def predict_proba(params: Params, x: np.ndarray, batch_size: int = 2000, *,
+                  forward: Callable[[Params, np.ndarray], tuple[np.ndarray, Cache]] | None = None) -> np.ndarray:
+    """Class probabilities (n, n_out) from `forward` (the reference by default), in chunks."""
+    forward_fn = forward or globals()["forward"]
+    chunks = [softmax(np.asarray(forward_fn(params, x[i:i + batch_size])[0], dtype=np.float64), axis=1)
+              for i in range(0, len(x), batch_size)]
     return np.concatenate(chunks)
 
 
-def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a whole set."""
-    probs = predict_proba(params, x)
+def evaluate(params: Params, x: np.ndarray, y: np.ndarray, *,
+             forward: Callable[[Params, np.ndarray], tuple[np.ndarray, Cache]] | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a whole set, with `forward` (the reference by default)."""
+    probs = predict_proba(params, x, forward=forward)
     loss = float(-np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)).mean())
     return loss, float((probs.argmax(axis=1) == y).mean())
 
 
-def train(params: Params, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
-          epochs: int = 10, batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9, seed: int = 0,
-          progress: bool = True, stopwatch: Stopwatch | None = None) -> tuple[Params, dict[str, list[float]]]:
+def _dropout_step(forward_fn, loss_fn, backward_fn, dropout_fn, params: Params, x: np.ndarray, y: np.ndarray,
+                  rate: float, rng: np.random.Generator):
+    """One training step's forward, loss and backward with dropout on the hidden units, built
+    around the given two-layer forward and backward: the hidden layer h1 of `forward_fn`'s cache
+    goes through `dropout_fn`, the logits are recomputed from the dropped h1, and the backward pass
+    sees the dropped h1 and, for a dropped unit, z1 = 0 (so relu_grad stops its gradient); the kept
+    units' gradient into the first layer gets the forward pass's 1/(1 − rate)."""
+    _, cache = forward_fn(params, x)
+    dropped, mask = dropout_fn(cache["h1"], rate, rng, True)
+    logits = dropped @ params["W2"] + params["b2"]
+    loss, dlogits = loss_fn(logits, y)
+    kept = np.asarray(mask) != 0
+    grads = backward_fn(params, {"x": cache["x"], "z1": np.where(kept, cache["z1"], 0), "h1": dropped}, dlogits)
+    scale = 1.0 / (1.0 - rate)
+    return logits, loss, {**grads, "W1": grads["W1"] * scale, "b1": grads["b1"] * scale}
+
+
+def train(params: Params, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray | None = None,
+          y_val: np.ndarray | None = None, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,
+          momentum: float = 0.9, seed: int = 0, progress: bool = True, stopwatch: Stopwatch | None = None,
+          forward: Callable | None = None, softmax_cross_entropy: Callable | None = None,
+          backward: Callable | None = None, momentum_step: Callable | None = None,
+          dropout: Callable | None = None, dropout_rate: float = 0.0,
+          add_weight_decay: Callable | None = None, weight_decay: float = 0.0, blas_threads: int | None = 1,
+          ) -> tuple[Params, dict[str, list[float]]]:
     """Mini-batch SGD with momentum; returns the trained parameters and a Keras-style history
-    (per epoch: "loss" and "accuracy" averaged over the epoch's batches, "val_loss", "val_accuracy").
-    A `dlcourse.training.Stopwatch`, if given, times the training steps only, not the evaluation."""
+    (per epoch: "loss" and "accuracy" averaged over the epoch's batches and, given x_val and y_val,
+    "val_loss" and "val_accuracy" at the epoch's end).
+
+    The step functions are arguments, so a lab trains with the student's own: `forward`,
+    `softmax_cross_entropy`, `backward` and `momentum_step` (each defaults to this module's
+    reference). `dropout_rate` > 0 puts `dropout` on the hidden units in training (not in the
+    validation pass); `weight_decay` > 0 adds λ·W to the gradients with `add_weight_decay`; the
+    reported loss is the data loss, without the penalty. A `dlcourse.training.Stopwatch`, if given,
+    times the training steps only, not the evaluation. The parameters keep their initial dtype
+    (float32 for the lab) whatever dtype the step functions return. `blas_threads` limits NumPy's BLAS threads
+    while training (None: leave them): see `blas_thread_limit`."""
     from tqdm.auto import tqdm
 
+    forward_fn = forward or globals()["forward"]
+    loss_fn = softmax_cross_entropy or globals()["softmax_cross_entropy"]
+    backward_fn = backward or globals()["backward"]
+    step_fn = momentum_step or globals()["momentum_step"]
+    dropout_fn = dropout or globals()["dropout"]
+    decay_fn = add_weight_decay or globals()["add_weight_decay"]
     rng = np.random.default_rng(seed)
     velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    dtypes = {k: v.dtype for k, v in params.items()}  # a step that returns float64 does not slow the rest down
+    keys = ("loss", "accuracy") + (("val_loss", "val_accuracy") if x_val is not None else ())
+    history: dict[str, list[float]] = {key: [] for key in keys}
     steps_per_epoch = -(-len(x) // batch_size)
-    with tqdm(total=epochs * steps_per_epoch, desc="training", unit="step", disable=not progress) as bar:
+    with blas_thread_limit(blas_threads), \
+            tqdm(total=epochs * steps_per_epoch, desc="training", unit="step", disable=not progress) as bar:
         for epoch in range(epochs):
             losses, correct = [], 0
             if stopwatch is not None:
                 stopwatch.start()
             for idx in minibatches(len(x), batch_size, rng):
-                logits, cache = forward(params, x[idx])
-                loss, dlogits = softmax_cross_entropy(logits, y[idx])
-                params, velocity = momentum_step(params, backward(params, cache, dlogits), velocity, lr, momentum)
-                losses.append(loss * len(idx))
-                correct += int((logits.argmax(axis=1) == y[idx]).sum())
+                if dropout_rate > 0:
+                    logits, loss, grads = _dropout_step(forward_fn, loss_fn, backward_fn, dropout_fn, params, x[idx],
+                                                        y[idx], dropout_rate, rng)
+                else:
+                    logits, cache = forward_fn(params, x[idx])
+                    loss, dlogits = loss_fn(logits, y[idx])
+                    grads = backward_fn(params, cache, dlogits)
+                if weight_decay > 0:
+                    grads = decay_fn(grads, params, weight_decay)
+                params, velocity = step_fn(params, grads, velocity, lr, momentum)
+                params = {k: np.asarray(v, dtype=dtypes[k]) for k, v in params.items()}
+                velocity = {k: np.asarray(v, dtype=dtypes[k]) for k, v in velocity.items()}
+                losses.append(float(loss) * len(idx))
+                correct += int((np.asarray(logits).argmax(axis=1) == y[idx]).sum())
                 bar.update(1)
             if stopwatch is not None:
                 stopwatch.stop()
-            val_loss, val_acc = evaluate(params, x_val, y_val)
-            for key, value in (("loss", sum(losses) / len(x)), ("accuracy", correct / len(x)),
-                               ("val_loss", val_loss), ("val_accuracy", val_acc)):
-                history[key].append(float(value))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{history['loss'][-1]:.3f}", val_acc=f"{val_acc:.4f}")
+            history["loss"].append(sum(losses) / len(x))
+            history["accuracy"].append(correct / len(x))
+            if x_val is not None:
+                val_loss, val_acc = evaluate(params, x_val, y_val, forward=forward_fn)
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history['loss'][-1]:.3f}")
     return params, history
+
+
+def blas_thread_limit(threads: int | None = 1):
+    """A context that limits NumPy's BLAS (OpenBLAS, MKL) to `threads` threads; None leaves them.
+
+    The products of a 128-example batch are too small to gain from a second thread, and on a shared
+    machine (JupyterHub, CI) BLAS threads that wait for a descheduled sibling cost far more than
+    they save: benchmarks/mlp_threads.py measures an epoch 2.5 times slower with two threads than
+    with one next to one busy process, and no faster when the machine is idle."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not installed: leave the threads as they are
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 # ------------------------------------------------------------------------------ gradient checking

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlcourse import mlp
-from dlcourse.checks.lab05 import (check_backward, check_forward, check_momentum_step, check_prepare_images,
-                                   check_softmax_cross_entropy)
+from dlcourse.checks.lab05 import (check_backward, check_dropout, check_forward, check_momentum_step,
+                                   check_prepare_images, check_softmax_cross_entropy, check_weight_decay)
 from dlcourse.functions import relu, relu_grad, softmax
 
 
@@ -21,7 +21,7 @@ def test_prepare_images() -> None:
     unscaled = check_prepare_images.evaluate(lambda im: im.reshape(len(im), -1).astype(np.float32))
     assert unscaled.status == "failed" and "up to 255" in unscaled.message and "Divide by 255" in unscaled.hint
     flat = check_prepare_images.evaluate(lambda im: im.reshape(-1).astype(np.float32) / 255)
-    assert flat.status == "failed" and "(5488,)" in flat.message and "One row per image" in flat.hint
+    assert flat.status == "failed" and "(2352,)" in flat.message and "One row per image" in flat.hint
     wide = check_prepare_images.evaluate(lambda im: im.reshape(len(im), -1) / 255.0)
     assert wide.status == "failed" and "float64" in wide.message and "half" in wide.hint
     integer = check_prepare_images.evaluate(lambda im: im.reshape(len(im), -1) // 255)
@@ -113,7 +113,7 @@ def test_backward() -> None:
     result = check_backward.evaluate(untransposed)
     assert result.status == "failed" and "ValueError" in result.message and "transpose" in result.hint
     swapped = check_backward.evaluate(lambda p, c, d: {**mlp.backward(p, c, d), "W2": d.T @ c["h1"]})
-    assert swapped.status == "failed" and "shape (10, 8)" in swapped.message
+    assert swapped.status == "failed" and "shape (10, 9)" in swapped.message
     missing = check_backward.evaluate(lambda p, c, d: {k: v for k, v in mlp.backward(p, c, d).items() if k != "b2"})
     assert missing.status == "failed" and "b2" in missing.message
     assert "should be a dict" in check_backward.evaluate(lambda p, c, d: [1, 2, 3, 4]).message
@@ -143,3 +143,69 @@ def test_momentum_step() -> None:
     assert result.status == "failed" and "velocity['W1'] after step 1" in result.message
     assert check_momentum_step.evaluate(in_place).passed, "updating in place is fine"
     assert "two values" in check_momentum_step.evaluate(lambda p, g, v, lr, m: p).message
+
+
+def test_forward_accepts_float32_and_explains_the_column_layout() -> None:
+    def in_float32(params, x):
+        return mlp.forward({k: v.astype(np.float32) for k, v in params.items()}, x.astype(np.float32))
+
+    assert check_forward.evaluate(in_float32).passed
+    columns = check_forward.evaluate(lambda params, x: mlp.forward({**params, "W1": params["W1"].T}, x.T))
+    assert columns.status == "failed" and "ValueError" in columns.message and "x @ W1" in columns.hint
+
+
+def test_softmax_cross_entropy_checks_the_gradient_at_huge_logits() -> None:
+    def overflowing(logits, y):
+        e = np.exp(logits)
+        p = e / e.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1
+        return mlp.softmax_cross_entropy(logits, y)[0], p / len(y)
+
+    result = check_softmax_cross_entropy.evaluate(overflowing)
+    assert result.status == "failed" and "huge logits" in result.message and "log-sum-exp" in result.hint
+    in_float32 = check_softmax_cross_entropy.evaluate(lambda z, y: mlp.softmax_cross_entropy(z.astype(np.float32), y))
+    assert in_float32.passed
+
+
+def test_momentum_step_is_called_at_other_values_than_the_labs() -> None:
+    def fixed_lr(params, grads, velocity, lr, momentum=0.9):
+        return mlp.momentum_step(params, grads, velocity, 0.1, momentum)
+
+    def fixed_momentum(params, grads, velocity, lr, momentum=0.9):
+        return mlp.momentum_step(params, grads, velocity, lr, 0.9)
+
+    for wrong in (fixed_lr, fixed_momentum):
+        result = check_momentum_step.evaluate(wrong)
+        assert result.status == "failed" and "lr=0.037, momentum=0.62" in result.message
+
+
+def test_dropout() -> None:
+    assert check_dropout.evaluate(mlp.dropout).passed
+    assert check_dropout.evaluate(_stub).status == "not_attempted"
+
+    def unscaled(h, rate, rng, training=True):
+        out, mask = mlp.dropout(h, rate, rng, training)
+        return out * (1 - rate), mask * (1 - rate)
+
+    def always_on(h, rate, rng, training=True):
+        return mlp.dropout(h, rate, rng, True)
+
+    def keep_prob(h, rate, rng, training=True):
+        return mlp.dropout(h, 1 - rate, rng, training)
+
+    result = check_dropout.evaluate(unscaled)
+    assert result.status == "failed" and "1/(1 - rate)" in result.message
+    result = check_dropout.evaluate(always_on)
+    assert result.status == "failed" and "training=False" in result.message
+    result = check_dropout.evaluate(keep_prob)
+    assert result.status == "failed" and "zeroed" in result.message
+    assert "two values" in check_dropout.evaluate(lambda h, rate, rng, training=True: h).message
+
+
+def test_weight_decay() -> None:
+    assert check_weight_decay.evaluate(mlp.add_weight_decay).passed
+    assert check_weight_decay.evaluate(_stub).status == "not_attempted"
+    biases = check_weight_decay.evaluate(lambda g, p, wd: {k: g[k] + wd * p[k] for k in g})
+    assert biases.status == "failed" and "b1" in biases.message and "not decayed" in biases.hint
+    fixed = check_weight_decay.evaluate(lambda g, p, wd: mlp.add_weight_decay(g, p, 0.013))
+    assert fixed.status == "failed" and "weight_decay=0.21" in fixed.message

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlcourse import mlp
-from dlcourse.functions import cross_entropy, numeric_gradient, relative_error
+from dlcourse.functions import cross_entropy, numeric_gradient, relative_error, relu
 from dlcourse.training import Stopwatch
 
 
@@ -104,3 +104,77 @@ def test_plot_hidden_units_labels_every_panel() -> None:
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == [f"unit {k}" for k in range(10)] and fig._suptitle.get_text()
     plt.close(fig)
+
+
+def _blobs(n: int = 600, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((3, 8)) * 3
+    y = rng.integers(0, 3, n)
+    return (centres[y] + rng.standard_normal((n, 8))).astype(np.float32), y
+
+
+def test_train_runs_the_step_functions_it_is_given() -> None:
+    """The lab's headline comes from the student's functions: swap one for a wrong answer and it changes."""
+    x, y = _blobs()
+    common = dict(x_val=x[500:], y_val=y[500:], epochs=3, batch_size=32, lr=0.05, progress=False)
+    _, right = mlp.train(mlp.init_params(8, 16, 3, seed=0), x[:500], y[:500], **common)
+    _, same = mlp.train(mlp.init_params(8, 16, 3, seed=0), x[:500], y[:500], forward=mlp.forward,
+                        softmax_cross_entropy=mlp.softmax_cross_entropy, backward=mlp.backward,
+                        momentum_step=mlp.momentum_step, **common)
+    assert same == right
+
+    def uphill(params, grads, velocity, lr, momentum=0.9):  # 05.5's sign error
+        return mlp.momentum_step(params, grads, velocity, -lr, momentum)
+
+    def no_relu_gate(params, cache, dlogits):  # 05.4's forgotten ReLU derivative
+        dz1 = dlogits @ params["W2"].T
+        return {**mlp.backward(params, cache, dlogits), "W1": cache["x"].T @ dz1, "b1": dz1.sum(axis=0)}
+
+    _, wrong_step = mlp.train(mlp.init_params(8, 16, 3, seed=0), x[:500], y[:500], momentum_step=uphill, **common)
+    _, wrong_backward = mlp.train(mlp.init_params(8, 16, 3, seed=0), x[:500], y[:500], backward=no_relu_gate, **common)
+    assert right["val_accuracy"][-1] > 0.9 and wrong_step["val_accuracy"][-1] < 0.7
+    assert wrong_backward["val_loss"] != right["val_loss"]
+
+
+def test_train_keeps_float32_when_a_step_returns_float64() -> None:
+    x, y = _blobs(100)
+    params, _ = mlp.train(mlp.init_params(8, 16, 3, seed=0), x, y, epochs=1, progress=False,
+                          momentum_step=lambda p, g, v, lr, m: mlp.momentum_step(
+                              {k: a.astype(np.float64) for k, a in p.items()}, g, v, lr, m))
+    assert all(v.dtype == np.float32 for v in params.values())
+
+
+def test_dropout_step_gives_the_gradient_of_the_dropped_network() -> None:
+    rng = np.random.default_rng(3)
+    params = mlp.init_params(6, 9, 4, seed=3, dtype=np.float64)
+    params["b1"] = 0.1 * rng.standard_normal(9)
+    x, y = rng.standard_normal((5, 6)), rng.integers(0, 4, 5)
+    _, _, grads = mlp._dropout_step(mlp.forward, mlp.softmax_cross_entropy, mlp.backward, mlp.dropout, params, x, y,
+                                    0.4, np.random.default_rng(8))
+    _, mask = mlp.dropout(np.ones((5, 9)), 0.4, np.random.default_rng(8))  # the same draw
+
+    def loss_with_mask(p):
+        h1 = relu(x @ p["W1"] + p["b1"]) * mask
+        return mlp.softmax_cross_entropy(h1 @ p["W2"] + p["b2"], y)[0]
+
+    for name in mlp.PARAM_NAMES:
+        numeric = numeric_gradient(lambda v, name=name: loss_with_mask({**params, name: v}), params[name])
+        assert relative_error(grads[name], numeric) < 1e-6, name
+
+
+def test_dropout_and_weight_decay() -> None:
+    h = np.ones((200, 300))
+    out, mask = mlp.dropout(h, 0.25, np.random.default_rng(0))
+    assert abs((mask == 0).mean() - 0.25) < 0.01 and np.allclose(out[mask != 0], 1 / 0.75)
+    assert mlp.dropout(h, 0.25, np.random.default_rng(0), training=False)[0] is h
+    params = {"W1": np.ones((2, 2)), "b1": np.ones(2)}
+    grads = mlp.add_weight_decay({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, params, 0.5)
+    assert np.all(grads["W1"] == 0.5) and np.all(grads["b1"] == 0)
+
+
+def test_softmax_regression_learns() -> None:
+    x, y = _blobs()
+    params, history = mlp.train(mlp.init_linear(8, 3), x[:500], y[:500], x_val=x[500:], y_val=y[500:], epochs=3,
+                                batch_size=32, lr=0.05, forward=mlp.linear_forward, backward=mlp.linear_backward,
+                                progress=False)
+    assert set(params) == {"W", "b"} and history["val_accuracy"][-1] > 0.9
