@@ -43,3 +43,23 @@ def test_dense_param_count() -> None:
     assert check_dense_param_count.evaluate(stub).status == "not_attempted"
     assert "should be a function" in check_dense_param_count.evaluate(101770).message
     assert check_dense_param_count.evaluate(lambda sizes: None).status == "failed"
+
+
+def test_dense_param_count_rejects_coincidences_and_crashes_with_a_sentence() -> None:
+    assert check_dense_param_count.evaluate(lambda s: sum(a * b + a for a, b in zip(s[:-1], s[1:]))).status == "failed"
+    assert check_dense_param_count.evaluate(lambda s: 101770).status == "failed"
+    assert check_dense_param_count.evaluate(lambda s: s[0] * s[1] + s[1]).status == "failed", "only the first layer"
+    crashes = check_dense_param_count.evaluate(
+        lambda s: s[1] * 0 + sum(a * b + b for a, b in zip(s[:-1], s[1:])))  # IndexError for one layer
+    assert crashes.status == "failed" and "any number of layers" in crashes.hint
+
+
+def test_count_sevens_reports_its_own_data_problem(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import dlcourse.data
+
+    def broken(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(dlcourse.data, "load_mnist", broken)
+    result = check_count_sevens.evaluate(6265)
+    assert result.status == "failed" and "not about your answer" in result.message

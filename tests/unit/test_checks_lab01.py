@@ -92,3 +92,17 @@ def test_keras_kernels() -> None:
     assert only_second_wrong.status == "failed" and "kernel2" in only_second_wrong.message
     assert check_keras_kernels.evaluate(None, W2.T, W1, W2).status == "not_attempted"
     assert "array of numbers" in check_keras_kernels.evaluate("W1.T", W2.T, W1, W2).message
+
+
+def test_two_layer_forward_is_called_at_other_weights_and_sizes() -> None:
+    args = (W1, B1, W2, B2)
+
+    def lab_weights_only(X, w1, c1, w2, c2):  # ignores its arguments, as one reading notebook globals would
+        return reference_two_layer(X, W1, B1, W2, B2)
+
+    ignored = check_two_layer_forward.evaluate(lab_weights_only, *args)
+    assert ignored.status == "failed" and "other weights" in ignored.message
+    one_column = check_two_layer_forward.evaluate(lambda *a: reference_two_layer(*a)[:, :1], *args)
+    assert one_column.status == "failed" and "5-2-2" in one_column.message
+    f32 = check_two_layer_forward.evaluate(lambda *a: reference_two_layer(*(v.astype(np.float32) for v in a)), *args)
+    assert f32.passed, f32.message

@@ -149,3 +149,83 @@ def test_compute_gradients() -> None:
     bug = check_compute_gradients.evaluate(outside)
     assert bug.status == "failed" and "None" in bug.message and "inside its `with` block" in bug.hint
     assert "one gradient per trainable variable" in check_compute_gradients.evaluate(lambda m, f, x, y: 0.5).message
+
+
+def test_neuron_gradients_accept_three_decimals_and_reject_chain_rule_mistakes() -> None:
+    assert check_neuron_gradients.evaluate(-0.197, 0.393, -0.393, -0.590, 0.197).passed, "three decimals, as lab 01 taught"
+    dz = 0.197  # a rounded dz carried through the × rules in code
+    assert check_neuron_gradients.evaluate(dz * -1.0, dz * 2.0, dz * -2.0, dz * -3.0, dz).passed
+    assert check_neuron_gradients.evaluate(-0.197, 0.393, -0.393, -0.590, 1.0).status == "failed", "dw2 without dz"
+    assert check_neuron_gradients.evaluate(0.197, -0.393, 0.393, 0.590, 0.197).status == "failed", "signs flipped"
+    assert check_neuron_gradients.evaluate(0.393, -0.197, -0.590, -0.393, 0.197).status == "failed", "× rule swapped"
+
+
+def test_compute_gradients_catches_swapped_loss_arguments() -> None:
+    import tensorflow as tf
+
+    def swapped(model, loss_fn, x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, training=True), y)
+        return tape.gradient(loss, model.trainable_variables)
+
+    def right(model, loss_fn, x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x))
+        return tape.gradient(loss, model.trainable_weights)
+
+    result = check_compute_gradients.evaluate(swapped)
+    assert result.status == "failed" and "cross-entropy" in result.message and "(y_true, y_pred)" in result.hint
+    assert check_compute_gradients.evaluate(right).passed
+
+
+# ------------------------------------------------------------------------------ 02.6 and the MLP on the engine
+
+from dlcourse import value_mlp  # noqa: E402
+from dlcourse.checks.lab02 import check_training_pieces  # noqa: E402
+
+
+class _MLP(value_mlp.MLP):
+    """The lab's MLP(n_in, sizes, rng) on the reference Value."""
+
+    def __init__(self, n_in, sizes, rng):
+        super().__init__(n_in, sizes, rng, Value)
+
+
+def _ascent(parameters, lr):
+    for p in parameters:
+        p.data += lr * p.grad
+
+
+def test_training_pieces() -> None:
+    assert check_training_pieces.evaluate(_MLP, value_mlp.zero_grad, value_mlp.sgd_step).passed
+    climbing = check_training_pieces.evaluate(_MLP, value_mlp.zero_grad, _ascent)
+    assert climbing.status == "failed" and "subtracts" in climbing.hint
+
+    def fixed_lr(parameters, lr):
+        value_mlp.sgd_step(parameters, 0.1)
+
+    assert "lr=0.037" in check_training_pieces.evaluate(_MLP, value_mlp.zero_grad, fixed_lr).message
+
+    class NoBias(_MLP):
+        def parameters(self):
+            return [w for layer in self.layers for n in layer.neurons for w in n.w]
+
+    assert "biases are missing" in check_training_pieces.evaluate(NoBias, value_mlp.zero_grad, value_mlp.sgd_step).hint
+
+    def stub(parameters):
+        raise NotImplementedError("Exercise 02.6: replace this line with your code.")
+
+    assert check_training_pieces.evaluate(_MLP, stub, value_mlp.sgd_step).status == "not_attempted"
+
+
+def _trained_accuracy(sgd_step) -> float:
+    X, y = value_mlp.make_moons(80, seed=1)
+    model = _MLP(2, [8, 8, 1], np.random.default_rng(0))
+    value_mlp.train_value_mlp(model, X, y, parameters=model.parameters, zero_grad=value_mlp.zero_grad, sgd_step=sgd_step,
+                              steps=40, lr=0.5, batch_size=16, progress=False)
+    return value_mlp.accuracy(model, X, y)
+
+
+def test_headline_accuracy_comes_from_the_students_step() -> None:
+    right, wrong = _trained_accuracy(value_mlp.sgd_step), _trained_accuracy(_ascent)
+    assert right >= 0.85 and wrong < right - 0.2, (right, wrong)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcourse.check import expect_array, expect_callable, expect_number, exercise
+from dlcourse.check import Mismatch, expect_array, expect_callable, expect_number, exercise
 from dlcourse.functions import relu, sigmoid
 
 HAND_ATOL = 1e-3  # a number typed from a calculator: three correct decimals are enough
@@ -36,6 +36,11 @@ def _sigma(z: float) -> float:
 @exercise("01.1", "One neuron by hand", wrong_answers={
     "forgot the bias": "z_hand = 1.0\na_hand = 0.7311",
     "sigmoid with the wrong sign, 1 / (1 + e^z)": "z_hand = 0.5\na_hand = 0.3775",
+    "gave z as the output": "z_hand = 0.5\na_hand = 0.5",
+    "two decimals only": "z_hand = 0.5\na_hand = 0.62",
+}, accepted_answers={
+    "three decimals, rounded": "z_hand = 0.5\na_hand = 0.623",
+    "three decimals, cut off": "z_hand = 0.500\na_hand = 0.622",
 })
 def check_neuron_by_hand(z_hand: Any, a_hand: Any, w: Any, x: Any, b: Any) -> str:
     """z = w·x + b and a = σ(z), typed in as numbers."""
@@ -68,6 +73,9 @@ def check_neuron_by_hand(z_hand: Any, a_hand: Any, w: Any, x: Any, b: Any) -> st
     "typed 0.5 for σ(z)": "z_fixed = 1.4\nsigmoid_fixed = 0.5",
     "typed σ(0.7)": "z_fixed = 1.4\nsigmoid_fixed = 0.6682",
     "kept the example's z = 0.7": "z_fixed = 0.7\nsigmoid_fixed = 0.6682",
+    "summed the weights only, not weight × input": "z_fixed = 0.6\nsigmoid_fixed = 0.6457",
+}, accepted_answers={
+    "three decimals": "z_fixed = 1.400\nsigmoid_fixed = 0.802",
 })
 def check_spot_the_bug(z_fixed: Any, sigmoid_fixed: Any, w_row: Any, x: Any) -> str:
     """The corrected weighted sum of one row of W with x, and its sigmoid, typed in as numbers."""
@@ -104,6 +112,12 @@ def _dense_cases() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 @exercise("01.3", "A dense layer in NumPy", wrong_answers={
     "forgot the bias": "return X @ W.T",
     "used W instead of W.T": "return X @ W + b",
+    "applied an activation (the exercise asks for pre-activations)": "return sigmoid(X @ W.T + b)",
+    "bias added once, to the first row only": "Z = X @ W.T\nZ[0] += b\nreturn Z",
+}, accepted_answers={
+    "einsum": "return np.einsum('ni,oi->no', X, W) + b",
+    "float32": "return (X.astype(np.float32) @ W.T.astype(np.float32) + b.astype(np.float32))",
+    "(W xᵀ)ᵀ for the whole batch": "return (W @ X.T).T + b",
 })
 def check_dense_forward(dense_forward: Any) -> str:
     """dense_forward(X, W, b) = X @ W.T + b for X (n, n_in), W (n_out, n_in), b (n_out,)."""
@@ -133,26 +147,51 @@ def reference_two_layer(X: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.nd
     "forgot the hidden ReLU": "return sigmoid(dense_forward(dense_forward(X, W1, b1), W2, b2))",
     "forgot the output sigmoid": "return dense_forward(relu(dense_forward(X, W1, b1)), W2, b2)",
     "sigmoid in the hidden layer": "return sigmoid(dense_forward(sigmoid(dense_forward(X, W1, b1)), W2, b2))",
+    "ignored its arguments (read the notebook's W1, b1, W2, b2)":
+        "g = globals()\nhidden = relu(dense_forward(X, g['W1'], g['b1']))\nreturn sigmoid(dense_forward(hidden, g['W2'], g['b2']))",
+    "hard-coded the output size (reshape to (n, 1))":
+        "hidden = relu(dense_forward(X, W1, b1))\nreturn sigmoid(dense_forward(hidden, W2, b2))[:, :1]",
+}, accepted_answers={
+    "written out without dense_forward": "return sigmoid(relu(X @ W1.T + b1) @ W2.T + b2)",
+    "in float32": "f = np.float32\nhidden = relu(X.astype(f) @ W1.T.astype(f) + b1.astype(f))\n"
+                  "return sigmoid(hidden @ W2.T.astype(f) + b2.astype(f))",
 })
 def check_two_layer_forward(two_layer_forward: Any, W1: Any, b1: Any, W2: Any, b2: Any) -> str:
-    """two_layer_forward(X, W1, b1, W2, b2) on the lab's weights and a few inputs."""
+    """two_layer_forward(X, W1, b1, W2, b2) on the lab's weights, then on other weights and layer sizes."""
     expect_callable(two_layer_forward, name="two_layer_forward")
     W1, b1, W2, b2 = (np.asarray(a, dtype=float) for a in (W1, b1, W2, b2))
     rng = np.random.default_rng(2)
-    X = np.vstack([[1.0, 2.0], rng.uniform(-3, 3, size=(7, W1.shape[1]))])
-    expected = reference_two_layer(X, W1, b1, W2, b2)
-    got = two_layer_forward(X.copy(), W1.copy(), b1.copy(), W2.copy(), b2.copy())
-    hint = "Hidden layer: h = relu(X @ W1.T + b1). Output: p = sigmoid(h @ W2.T + b2). Every p lies between 0 and 1."
-    if np.shape(got) == expected.shape:
-        got_array = np.asarray(got, dtype=float)
-        if np.allclose(got_array, sigmoid((X @ W1.T + b1) @ W2.T + b2)):
-            hint = "Your numbers match a network without the hidden ReLU: apply relu to the first layer's output."
-        elif np.allclose(got_array, relu(X @ W1.T + b1) @ W2.T + b2):
-            hint = "Your numbers are the output layer's z: apply sigmoid to turn it into a probability."
-        elif np.any(got_array < 0) or np.any(got_array > 1):
-            hint = "Some outputs lie outside [0, 1]; the output layer ends with a sigmoid. " + hint
-    expect_array(got, expected, name="two_layer_forward(X, W1, b1, W2, b2)", hint=hint)
-    return f"For x = [1, 2] the network outputs p = {expected[0, 0]:.4f}, and it agrees on {len(X) - 1} other inputs."
+    lab = (np.vstack([[1.0, 2.0], rng.uniform(-3, 3, size=(7, W1.shape[1]))]), W1, b1, W2, b2)
+    cases = [("the lab's weights", lab)]
+    for n, n_in, n_hidden, n_out in ((5, 4, 7, 1), (3, 5, 2, 2)):  # sizes that differ on every axis
+        cases.append((f"a {n_in}-{n_hidden}-{n_out} network with other weights",
+                      (rng.uniform(-2, 2, size=(n, n_in)), rng.normal(size=(n_hidden, n_in)), rng.normal(size=n_hidden),
+                       rng.normal(size=(n_out, n_hidden)), rng.normal(size=n_out))))
+    for where, args in cases:
+        X = args[0]
+        expected = reference_two_layer(*args)
+        try:
+            got = two_layer_forward(*(a.copy() for a in args))
+        except ValueError as error:  # shape errors from @ and broadcasting
+            raise Mismatch(f"two_layer_forward raised ValueError on {where}: {str(error)[:120]}",
+                           "Use the arguments W1, b1, W2, b2 your function is given, whatever their sizes, not the "
+                           "lab's own arrays: h = relu(X @ W1.T + b1), p = sigmoid(h @ W2.T + b2).") from None
+        hint = "Hidden layer: h = relu(X @ W1.T + b1). Output: p = sigmoid(h @ W2.T + b2). Every p lies between 0 and 1."
+        if np.shape(got) == expected.shape:
+            got_array = np.asarray(got, dtype=float)
+            a_, w1, c1, w2, c2 = args
+            if np.allclose(got_array, sigmoid((a_ @ w1.T + c1) @ w2.T + c2)):
+                hint = "Your numbers match a network without the hidden ReLU: apply relu to the first layer's output."
+            elif np.allclose(got_array, relu(a_ @ w1.T + c1) @ w2.T + c2):
+                hint = "Your numbers are the output layer's z: apply sigmoid to turn it into a probability."
+            elif np.any(got_array < 0) or np.any(got_array > 1):
+                hint = "Some outputs lie outside [0, 1]; the output layer ends with a sigmoid. " + hint
+        elif where != cases[0][0]:
+            hint = ("Use the arguments W1, b1, W2, b2 your function is given, whatever their sizes, not the lab's own "
+                    "arrays or sizes: p has one row per input and one column per output neuron. " + hint)
+        expect_array(got, expected, name=f"two_layer_forward on {where}", rtol=1e-5, atol=1e-6, hint=hint)
+    return (f"For x = [1, 2] the network outputs p = {reference_two_layer(*lab)[0, 0]:.4f}; it agrees on {len(lab[0]) - 1} "
+            "other inputs and on a 4-7-1 and a 5-2-2 network with other weights.")
 
 
 # ------------------------------------------------------------------------------ 01.5 Keras kernels
@@ -172,6 +211,10 @@ def _kernel_hint(name: str, got: Any, W: np.ndarray) -> str:
 @exercise("01.5", "Weights for Keras: the transposition trap", wrong_answers={
     "kept PyTorch's (out, in) layout": "kernel1, kernel2 = W1, W2",
     "reshaped instead of transposing": "kernel1, kernel2 = W1.reshape(2, 3), W2.reshape(3, 1)",
+    "transposed only the first kernel": "kernel1, kernel2 = W1.T, W2",
+}, accepted_answers={
+    "np.transpose, in float32": "kernel1, kernel2 = np.transpose(W1).astype('float32'), np.transpose(W2).astype('float32')",
+    "nested lists": "kernel1, kernel2 = W1.T.tolist(), W2.T.tolist()",
 })
 def check_keras_kernels(kernel1: Any, kernel2: Any, W1: Any, W2: Any) -> str:
     """The kernels to give keras.layers.Dense so it computes the same layers as W1 and W2."""

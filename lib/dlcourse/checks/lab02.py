@@ -8,6 +8,7 @@ end even before the student has solved anything.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ from dlcourse.graphs import Expression, Step, Value, random_expression, topologi
 
 # ------------------------------------------------------------------------------ 02.1 a neuron's graph
 
+HAND_ATOL, HAND_RTOL = 1e-3, 3e-3  # three decimals typed by hand, or a three-decimal dz multiplied through
 NEURON = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}  # f = σ(w0·x0 + w1·x1 + w2)
 
 
@@ -32,6 +34,16 @@ def neuron_gradients(w0: float, x0: float, w1: float, x1: float, w2: float) -> d
     "σ' written as σ(1 + σ)": "dz = s * (1 + s)\ndw2 = dz\ndw0, dx0 = dz * x0, dz * w0\ndw1, dx1 = dz * x1, dz * w1",
     "forgot σ' (the gradient skips the sigmoid)": "dz = 1.0\ndw2 = dz\ndw0, dx0 = dz * x0, dz * w0\ndw1, dx1 = dz * x1, dz * w1",
     "swapped the × rule": "dz = s * (1 - s)\ndw2 = dz\ndw0, dx0 = dz * w0, dz * x0\ndw1, dx1 = dz * w1, dz * x1",
+    "dw2 = 1, the + node's local derivative without dz": "dz = s * (1 - s)\ndw2 = 1.0\ndw0, dx0 = dz * x0, dz * w0\n"
+                                                       "dw1, dx1 = dz * x1, dz * w1",
+    "σ'(z) taken as z(1 − z)": "dz = z * (1 - z)\ndw2 = dz\ndw0, dx0 = dz * x0, dz * w0\ndw1, dx1 = dz * x1, dz * w1",
+    "sign of the × rule flipped": "dz = s * (1 - s)\ndw2 = dz\ndw0, dx0 = -dz * x0, -dz * w0\ndw1, dx1 = -dz * x1, -dz * w1",
+}, accepted_answers={
+    "typed to three decimals": "dz = 0.197\ndw2 = 0.197\ndw0, dx0 = -0.197, 0.393\ndw1, dx1 = -0.393, -0.590",
+    "dz rounded to three decimals, then the rules in code": "dz = 0.197\ndw2 = dz\ndw0, dx0 = dz * x0, dz * w0\n"
+                                                             "dw1, dx1 = dz * x1, dz * w1",
+    "σ' from the library": "dz = float(sigmoid_grad(w0 * x0 + w1 * x1 + w2))\ndw2 = dz\ndw0, dx0 = dz * x0, dz * w0\n"
+                           "dw1, dx1 = dz * x1, dz * w1",
 })
 def check_neuron_gradients(dw0: Any, dx0: Any, dw1: Any, dx1: Any, dw2: Any) -> str:
     want = neuron_gradients(**NEURON)
@@ -41,8 +53,10 @@ def check_neuron_gradients(dw0: Any, dx0: Any, dw1: Any, dx1: Any, dw2: Any) -> 
         "sends each input the OTHER input times the gradient arriving from the right.")
     got = {"w2": dw2, "w0": dw0, "x0": dx0, "w1": dw1, "x1": dx1}
     for name, value in got.items():
-        expect_number(value, want[name], name=f"d{name}", rtol=1e-4, atol=1e-6, hint=hint)  # 4 digits by hand are fine
-    return (f"∂f/∂z = σ'(1) = {want['w2']:.4f}, and every input's gradient follows from it: "
+        # Three decimals, as lab 01 taught, also when a rounded dz is carried through the × rules (0.25% relative).
+        expect_number(value, want[name], name=f"d{name}", rtol=HAND_RTOL, atol=HAND_ATOL, hint=hint)
+    z = NEURON["w0"] * NEURON["x0"] + NEURON["w1"] * NEURON["x1"] + NEURON["w2"]
+    return (f"∂f/∂z = σ'({z:g}) = {want['w2']:.4f}, and every input's gradient follows from it: "
             f"dw0 = {want['w0']:.4f}, dx0 = {want['x0']:.4f}, dw1 = {want['w1']:.4f}, dx1 = {want['x1']:.4f}.")
 
 
@@ -97,6 +111,17 @@ _NETWORK_SIZES = ((3, 4, 2), (5, 3, 2), (2, 6, 3), (4, 4, 1))
                          "delta1 = (W2 @ delta2) * a1 * (1.0 - a1)",
     "forgot σ'(z1) in the hidden delta": "dL_da2 = 2.0 * (a2 - y) / a2.size\ndelta2 = dL_da2 * a2 * (1.0 - a2)\n"
                                          "delta1 = W2.T @ delta2",
+    "dropped the 2/n of the mean squared error": "dL_da2 = a2 - y\ndelta2 = dL_da2 * a2 * (1.0 - a2)\n"
+                                                 "delta1 = (W2.T @ delta2) * a1 * (1.0 - a1)",
+    "summed instead of averaging (2, not 2/n)": "dL_da2 = 2.0 * (a2 - y)\ndelta2 = dL_da2 * a2 * (1.0 - a2)\n"
+                                               "delta1 = (W2.T @ delta2) * a1 * (1.0 - a1)",
+    "(y − a2) instead of (a2 − y)": "dL_da2 = 2.0 * (y - a2) / a2.size\ndelta2 = dL_da2 * a2 * (1.0 - a2)\n"
+                                   "delta1 = (W2.T @ delta2) * a1 * (1.0 - a1)",
+}, accepted_answers={
+    "σ' from z with sigmoid_grad, n from len(y)": "dL_da2 = 2.0 * (a2 - y) / len(y)\ndelta2 = dL_da2 * sigmoid_grad(cache['z2'])\n"
+                                                  "delta1 = (W2.T @ delta2) * sigmoid_grad(cache['z1'])",
+    "np.dot and an explicit mean": "dL_da2 = 2.0 * (a2 - y) / np.size(y)\ndelta2 = dL_da2 * (a2 - a2 ** 2)\n"
+                                   "delta1 = np.dot(W2.T, delta2) * (a1 - a1 ** 2)",
 })
 def check_backward_deltas(backward_deltas: Any) -> str:
     expect_callable(backward_deltas, name="backward_deltas")
@@ -107,7 +132,7 @@ def check_backward_deltas(backward_deltas: Any) -> str:
         cache = two_layer_forward(net["x"], net["W1"], net["b1"], net["W2"], net["b2"])
         where = f"on a {sizes[0]}-{sizes[1]}-{sizes[2]} network"
         try:
-            result = backward_deltas(cache, net["y"].copy(), net["W2"].copy())
+            result = backward_deltas(copy.deepcopy(cache), net["y"].copy(), net["W2"].copy())
         except ValueError as exc:  # shape errors from @ and broadcasting
             raise Mismatch(f"backward_deltas raised ValueError {where}: {str(exc)[:160]}",
                            f"W2 has shape {net['W2'].shape} (outputs × hidden): it maps hidden units to outputs. "
@@ -217,6 +242,14 @@ def _check_engine(build: Callable[[Any], Any], differentiate: Callable[[Any], No
         "self.grad = other.data * out.grad\nother.grad = self.data * out.grad", None, None, None, None],
     "tanh' written as 1 - t": [None, None, None, "self.grad += (1 - t) * out.grad", None, None],
     "power rule without the exponent": [None, None, "self.grad += self.data ** (k - 1) * out.grad", None, None, None],
+    "× rule without swapping (each input gets its own data)": [
+        None, "self.grad += self.data * out.grad\nother.grad += other.data * out.grad", None, None, None, None],
+    "relu passes the gradient everywhere": [None, None, None, None, "self.grad += out.grad", None],
+    "exp' written as x, not e^x": [None, None, None, None, None, "self.grad += self.data * out.grad"],
+}, accepted_answers={
+    "derivatives from out.data (tanh, relu) and math.exp": [
+        None, None, "self.grad += out.grad * k * self.data ** (k - 1)", "self.grad += (1.0 - out.data * out.data) * out.grad",
+        "self.grad += out.grad if out.data > 0 else 0.0", "self.grad += math.exp(self.data) * out.grad"],
 })
 def check_value_ops(Value: Any) -> str:
     expect(isinstance(Value, type), f"`Value` should be the class you defined, but it is {type(Value).__name__}.")
@@ -241,6 +274,14 @@ def check_value_ops(Value: Any) -> str:
         "order, visited = [], set()\ndef visit(v):\n    if v not in visited:\n        visited.add(v)\n"
         "        for child in v._prev:\n            visit(child)\n        order.append(v)\nvisit(root)\n"
         "root.grad = 1.0\nfor v in order:\n    v._backward()",
+    "no visited set (a node reached twice runs twice)":
+        "order = []\ndef visit(v):\n    for child in v._prev:\n        visit(child)\n    order.append(v)\nvisit(root)\n"
+        "root.grad = 1.0\nfor v in reversed(order):\n    v._backward()",
+}, accepted_answers={
+    "an iterative depth-first search with a stack":
+        "order, visited, stack = [], set(), [(root, False)]\nwhile stack:\n    v, done = stack.pop()\n    if done:\n"
+        "        order.append(v)\n    elif v not in visited:\n        visited.add(v)\n        stack.append((v, True))\n"
+        "        stack.extend((c, False) for c in v._prev)\nroot.grad = 1.0\nfor v in reversed(order):\n    v._backward()",
 })
 def check_backward(backward: Any) -> str:
     expect_callable(backward, name="backward")
@@ -268,16 +309,26 @@ def keras_reference_gradients(model: Any, loss_fn: Any, x: Any, y: Any) -> list[
     return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
 
 
-def _keras_problem() -> tuple[Any, Any, np.ndarray, np.ndarray]:
-    """A small seeded Keras model and batch (float32), built the same way every time."""
+def _keras_problem(kind: str) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """A small seeded Keras model, a loss and a batch (float32), built afresh on every call.
+
+    "mse" is the lab's loss; "bce" is binary cross-entropy on logits, which is not symmetric in its
+    arguments, so a loss_fn(predictions, y) swap gives other gradients."""
     import keras
 
-    rng = np.random.default_rng(205)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+    seed, n_in, n_hidden, n = {"mse": (205, 3, 4, 8), "bce": (305, 5, 3, 7)}[kind]
+    rng = np.random.default_rng(seed)
+    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_hidden, activation="tanh"), keras.layers.Dense(1)])
     model.set_weights([(0.7 * rng.normal(size=w.shape)).astype("float32") for w in model.get_weights()])
-    x = rng.normal(size=(8, 3)).astype("float32")
-    y = rng.normal(size=(8, 1)).astype("float32")
-    return model, keras.losses.MeanSquaredError(), x, y
+    x = rng.normal(size=(n, n_in)).astype("float32")
+    if kind == "mse":
+        return model, keras.losses.MeanSquaredError(), x, rng.normal(size=(n, 1)).astype("float32")
+    y = rng.integers(0, 2, size=(n, 1)).astype("float32")
+    return model, keras.losses.BinaryCrossentropy(from_logits=True), x, y
+
+
+_TAPE_BODY = "with tf.GradientTape() as tape:\n    predictions = model(x, training=True)\n    loss = {loss}\n" \
+             "return tape.gradient(loss, model.trainable_variables)"
 
 
 @exercise("02.5", "Spot the bug: the loss must be computed inside the tape", wrong_answers={
@@ -287,20 +338,114 @@ def _keras_problem() -> tuple[Any, Any, np.ndarray, np.ndarray]:
     "differentiated the predictions, not the loss":
         "with tf.GradientTape() as tape:\n    predictions = model(x, training=True)\n    loss = loss_fn(y, predictions)\n"
         "return tape.gradient(predictions, model.trainable_variables)",
+    "swapped the loss's arguments, loss_fn(predictions, y)": _TAPE_BODY.format(loss="loss_fn(predictions, y)"),
+}, accepted_answers={
+    "one line inside the tape, trainable_weights": "with tf.GradientTape() as tape:\n    loss = loss_fn(y, model(x))\n"
+                                                   "return tape.gradient(loss, model.trainable_weights)",
+    "keyword arguments y_true= and y_pred=": _TAPE_BODY.format(loss="loss_fn(y_true=y, y_pred=predictions)"),
 })
 def check_compute_gradients(compute_gradients: Any) -> str:
     expect_callable(compute_gradients, name="compute_gradients")
-    model, loss_fn, x, y = _keras_problem()
-    want = keras_reference_gradients(model, loss_fn, x, y)
-    got = compute_gradients(model, loss_fn, x, y)
-    expect(isinstance(got, (list, tuple)) and len(got) == len(want),
-           f"compute_gradients should return a list with one gradient per trainable variable ({len(want)} here), "
-           f"but it returned {type(got).__name__}{f' of length {len(got)}' if isinstance(got, (list, tuple)) else ''}.")
-    missing = [i for i, g in enumerate(got) if g is None]
-    expect(not missing, f"{len(missing)} of {len(want)} gradients are None: the tape did not see the loss being computed.",
-           "A GradientTape only records what runs inside its `with` block: compute the predictions AND the loss there, "
-           "then call tape.gradient(loss, model.trainable_variables) (after the block is fine).")
-    for i, (g, w) in enumerate(zip(got, want)):
-        expect_array(g, w, name=f"gradient {i}", rtol=1e-5, atol=1e-6,
-                     hint="Differentiate the loss (one number), not the predictions, with respect to model.trainable_variables.")
-    return f"No gradient is None, and all {len(want)} match the reference to 1e-5: the tape saw the loss."
+    for kind in ("mse", "bce"):
+        model, loss_fn, x, y = _keras_problem(kind)  # the reference runs on its own copy of the model
+        want = keras_reference_gradients(model, loss_fn, x, y)
+        model, loss_fn, x, y = _keras_problem(kind)
+        got = compute_gradients(model, loss_fn, x.copy(), y.copy())
+        expect(isinstance(got, (list, tuple)) and len(got) == len(want),
+               f"compute_gradients should return a list with one gradient per trainable variable ({len(want)} here), "
+               f"but it returned {type(got).__name__}{f' of length {len(got)}' if isinstance(got, (list, tuple)) else ''}.")
+        missing = [i for i, g in enumerate(got) if g is None]
+        expect(not missing, f"{len(missing)} of {len(want)} gradients are None: the tape did not see the loss being computed.",
+               "A GradientTape only records what runs inside its `with` block: compute the predictions AND the loss there, "
+               "then call tape.gradient(loss, model.trainable_variables) (after the block is fine).")
+        hint = "Differentiate the loss (one number), not the predictions, with respect to model.trainable_variables."
+        if kind == "bce":
+            model, loss_fn, x, y = _keras_problem(kind)
+            swapped = keras_reference_gradients(model, lambda a, b: loss_fn(b, a), x, y)
+            if all(np.shape(g) == np.shape(s) and np.allclose(np.asarray(g), s, rtol=1e-5, atol=1e-6)
+                   for g, s in zip(got, swapped)):
+                hint = ("Your gradients are those of loss_fn(predictions, y): Keras losses take (y_true, y_pred), "
+                        "so call loss_fn(y, predictions). Mean squared error hides the swap; cross-entropy does not.")
+        where = "with mean squared error" if kind == "mse" else "with binary cross-entropy on logits"
+        for i, (g, w) in enumerate(zip(got, want)):
+            expect_array(g, w, name=f"gradient {i} ({where})", rtol=1e-5, atol=1e-6, hint=hint)
+    return ("No gradient is None, and all match the reference to 1e-5 for mean squared error and for binary "
+            "cross-entropy (which catches swapped arguments): the tape saw the loss.")
+
+
+# ------------------------------------------------------------------------------ 02.6 training pieces
+
+def _walk_parameters(model: Any) -> list[Any]:
+    """Every weight and bias of a skeleton MLP, found through .layers, .neurons, .w and .b."""
+    try:
+        return [p for layer in model.layers for neuron in layer.neurons for p in [*neuron.w, neuron.b]]
+    except (AttributeError, TypeError):
+        raise Mismatch("Your MLP should keep .layers, each Layer .neurons, and each Neuron .w (a list) and .b, "
+                       "as in the given code: keep those lines as they are.") from None
+
+
+def _pieces(**changed: str) -> list[str | None]:
+    names = ("neuron", "layer", "mlp", "zero_grad", "sgd_step")
+    return [changed.get(name) for name in names]
+
+
+@exercise("02.6", "Parameters, zero-grad and the SGD step", wrong_answers={
+    "Neuron.parameters forgot the bias": _pieces(neuron="return self.w"),
+    "Layer.parameters lists only its first neuron": _pieces(layer="return self.neurons[0].parameters()"),
+    "MLP.parameters lists only the last layer": _pieces(mlp="return self.layers[-1].parameters()"),
+    "parameters returns the numbers (p.data), not the Values": _pieces(neuron="return [p.data for p in self.w + [self.b]]"),
+    "zero_grad resets the data instead of the gradient": _pieces(zero_grad="for p in parameters:\n    p.data = 0.0"),
+    "the step climbs the gradient (+=)": _pieces(sgd_step="for p in parameters:\n    p.data += lr * p.grad"),
+    "the step ignores lr (always 0.1)": _pieces(sgd_step="for p in parameters:\n    p.data -= 0.1 * p.grad"),
+}, accepted_answers={
+    "bias first, loops with extend, grad = 0 as an integer": _pieces(
+        neuron="return [self.b, *self.w]",
+        layer="params = []\nfor neuron in self.neurons:\n    params.extend(neuron.parameters())\nreturn params",
+        zero_grad="for p in parameters:\n    p.grad = 0",
+        sgd_step="for p in parameters:\n    p.data = p.data - lr * p.grad"),
+})
+def check_training_pieces(MLP: Any, zero_grad: Any, sgd_step: Any) -> str:
+    expect(isinstance(MLP, type), f"`MLP` should be the class you were given, but it is {type(MLP).__name__}.")
+    expect_callable(zero_grad, name="zero_grad")
+    expect_callable(sgd_step, name="sgd_step")
+    rng = np.random.default_rng(206)
+    model = MLP(3, [5, 4, 2], np.random.default_rng(7))  # 3 inputs, layers of 5, 4 and 2: 54 parameters
+    want = _walk_parameters(model)
+    params = model.parameters()
+    expect(isinstance(params, (list, tuple)),
+           f"MLP.parameters() should return a list of Values, but it returned {type(params).__name__}.")
+    params = list(params)
+    expect(all(hasattr(p, "data") and hasattr(p, "grad") for p in params),
+           "MLP.parameters() should list the Value objects themselves (with .data and .grad), not their numbers: "
+           "the step must change the Values the network computes with.")
+    ids, want_ids = [id(p) for p in params], {id(p) for p in want}
+    n_biases = sum(len(layer.neurons) for layer in model.layers)
+    hint = (f"A 3-5-4-2 network has {len(want)} parameters: every neuron's weights .w and its bias .b "
+            f"({n_biases} biases), in every neuron of every layer. Return the Values themselves, each once.")
+    if len(params) == len(want) - n_biases:
+        hint = "Exactly the biases are missing: a Neuron's parameters are its weights .w and its bias .b."
+    expect(len(params) == len(want) and set(ids) == want_ids and len(set(ids)) == len(ids),
+           f"For MLP(3, [5, 4, 2]) your parameters() lists {len(params)} values ({len(set(ids) & want_ids)} of the "
+           f"network's own), but the network has {len(want)} weights and biases.", hint)
+    for p in params:
+        p.grad = float(rng.normal())
+    data = [p.data for p in params]
+    zero_grad(params)
+    expect(all(p.grad == 0 for p in params), "After zero_grad(parameters) some gradients are not 0.",
+           "Set p.grad = 0.0 for every p in the list, so the next backward pass starts from zero.")
+    expect(all(p.data == d for p, d in zip(params, data)),
+           "zero_grad changed the parameters' values (.data); it should reset only their gradients (.grad).")
+    for lr in (0.037, 0.21):
+        grads = rng.normal(size=len(params))
+        for p, g in zip(params, grads):
+            p.grad = float(g)
+        before = np.array([p.data for p in params])
+        sgd_step(params, lr)
+        after = np.array([float(p.data) for p in params])
+        hint = "One step of gradient descent: p.data -= lr * p.grad for every parameter, with the lr it is given."
+        if np.allclose(after, before + lr * grads):
+            hint = "You moved up the gradient: descent subtracts it, p.data -= lr * p.grad."
+        expect(np.allclose(after, before - lr * grads, rtol=1e-12, atol=1e-14),
+               f"After sgd_step(parameters, lr={lr}) the values are not p.data − lr · p.grad.", hint)
+    return (f"parameters() lists all {len(want)} weights and biases of a 3-5-4-2 network, zero_grad resets every "
+            "gradient, and sgd_step moves each value by −lr · grad at two learning rates.")
