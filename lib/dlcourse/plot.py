@@ -139,20 +139,34 @@ def plot_history(history: Mapping[str, Sequence[float]], *, title: str = "Traini
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str] | None = None, *,
-                          title: str = "Confusion matrix"):
-    """Rows are true classes, columns predicted ones; each cell shows its count. Returns the figure."""
+                          title: str = "Confusion matrix", errors_scale: bool = False):
+    """Rows are true classes, columns predicted ones; each cell shows its count. Returns the figure.
+
+    By default one colour scale covers every cell, so the diagonal sets it. ``errors_scale=True``
+    colours only the off-diagonal cells (the errors), on a scale of their own, and leaves the
+    diagonal (the correct predictions) light grey with its counts written in."""
     import matplotlib.pyplot as plt
 
     matrix = np.asarray(matrix)
     k = matrix.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     fig, ax = plt.subplots(figsize=(0.55 * k + 2.5, 0.55 * k + 2))
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, label="count")
+    diagonal = np.eye(k, dtype=bool)
+    if errors_scale:
+        errors = np.ma.masked_array(matrix, mask=diagonal)
+        top = max(float(errors.max()), 1.0)
+        image = ax.imshow(errors, cmap="Reds", vmin=0, vmax=top)
+        ax.imshow(np.ma.masked_array(np.ones(matrix.shape), mask=~diagonal), cmap="Greys", vmin=0, vmax=6)
+        fig.colorbar(image, ax=ax, label="errors: count in an off-diagonal cell\n(diagonal = correct, not coloured)")
+        dark = (matrix > top / 2) & ~diagonal
+    else:
+        image = ax.imshow(matrix, cmap="Blues")
+        fig.colorbar(image, ax=ax, label="count")
+        dark = matrix > matrix.max() / 2
     for i in range(k):
         for j in range(k):
             ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+                    color="white" if dark[i, j] else "black")
     ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0)
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted class")
