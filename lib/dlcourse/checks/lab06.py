@@ -250,50 +250,30 @@ def _expect_adam(optimizer: Any, learning_rate: float) -> None:
            "its square, where plain SGD steps by learning_rate × gradient.")
 
 
+_COMPILE = """
+model.compile(optimizer={optimizer}, loss={loss}, metrics={metrics})
+return model"""
+_ADAM, _SPARSE = "keras.optimizers.Adam(learning_rate)", "keras.losses.SparseCategoricalCrossentropy()"
+
+
+def _compile(optimizer: str = _ADAM, loss: str = _SPARSE, metrics: str = '["accuracy"]') -> str:
+    """The code of a compile_model answer that differs from the solution where it says so."""
+    return _COMPILE.format(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
 @exercise("06.4", "Compile for integer labels", wrong_answers={
-    "CategoricalCrossentropy with integer labels": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.CategoricalCrossentropy(),
-              metrics=["accuracy"])
-return model""",
-    "from_logits=True on a softmax output": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-              metrics=["accuracy"])
-return model""",
-    "no accuracy metric": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy())
-return model""",
-    "optimizer='adam', which ignores learning_rate": """
-model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-return model""",
-    "SGD instead of Adam": """
-model.compile(optimizer=keras.optimizers.SGD(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-return model""",
-    "categorical_accuracy with integer labels": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["categorical_accuracy"])
-return model""",
-    "compiled, but did not return the model": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])""",
+    "CategoricalCrossentropy with integer labels": _compile(loss="keras.losses.CategoricalCrossentropy()"),
+    "from_logits=True on a softmax output": _compile(loss="keras.losses.SparseCategoricalCrossentropy(from_logits=True)"),
+    "no accuracy metric": _compile(metrics="None"),
+    "optimizer='adam', which ignores learning_rate": _compile(optimizer='"adam"'),
+    "SGD instead of Adam": _compile(optimizer="keras.optimizers.SGD(learning_rate)"),
+    "categorical_accuracy with integer labels": _compile(metrics='["categorical_accuracy"]'),
+    "compiled, but did not return the model": _compile().replace("return model", ""),
 }, accepted_answers={
-    "metrics=[keras.metrics.SparseCategoricalAccuracy()]": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(),
-              metrics=[keras.metrics.SparseCategoricalAccuracy()])
-return model""",
-    "metrics=['sparse_categorical_accuracy']": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-              loss=keras.losses.SparseCategoricalCrossentropy(),
-              metrics=["sparse_categorical_accuracy"])
-return model""",
-    "the loss by its name, the rate by keyword": """
-model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-return model""",
+    "metrics=[keras.metrics.SparseCategoricalAccuracy()]": _compile(metrics="[keras.metrics.SparseCategoricalAccuracy()]"),
+    "metrics=['sparse_categorical_accuracy']": _compile(metrics='["sparse_categorical_accuracy"]'),
+    "the loss by its name, the rate by keyword": _compile(optimizer="keras.optimizers.Adam(learning_rate=learning_rate)",
+                                                          loss='"sparse_categorical_crossentropy"'),
 })
 def check_compile(compile_model: Any) -> str:
     import tensorflow as tf
