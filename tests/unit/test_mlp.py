@@ -178,3 +178,16 @@ def test_softmax_regression_learns() -> None:
                                 batch_size=32, lr=0.05, forward=mlp.linear_forward, backward=mlp.linear_backward,
                                 progress=False)
     assert set(params) == {"W", "b"} and history["val_accuracy"][-1] > 0.9
+
+
+def test_threads_benchmark_smoke_run_prints_its_table() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "mlp_threads.py"
+    out = subprocess.run([sys.executable, str(script), "--fast"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[1].split()[:3] == ["competing", "busy", "processes"]
+    assert {row.split()[0] for row in lines[3:]} == {"0", "1"}
