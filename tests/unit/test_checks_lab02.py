@@ -20,7 +20,7 @@ def test_neuron_gradients() -> None:
     assert check_neuron_gradients.evaluate(*right).passed
     assert check_neuron_gradients.evaluate(*[round(v, 4) for v in right]).passed, "four decimals by hand are fine"
     assert check_neuron_gradients.evaluate(None, *right[1:]).status == "not_attempted"
-    s = float(sigmoid(1.0))
+    s = float(sigmoid(NEURON["w0"] * NEURON["x0"] + NEURON["w1"] * NEURON["x1"] + NEURON["w2"]))
     dz = s * (1 + s)
     wrong = check_neuron_gradients.evaluate(dz * NEURON["x0"], dz * NEURON["w0"], dz * NEURON["x1"], dz * NEURON["w1"], dz)
     assert wrong.status == "failed" and "with a minus" in wrong.hint
@@ -152,12 +152,14 @@ def test_compute_gradients() -> None:
 
 
 def test_neuron_gradients_accept_three_decimals_and_reject_chain_rule_mistakes() -> None:
-    assert check_neuron_gradients.evaluate(-0.197, 0.393, -0.393, -0.590, 0.197).passed, "three decimals, as lab 01 taught"
-    dz = 0.197  # a rounded dz carried through the × rules in code
+    assert NEURON == {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -2.5}, "no two inputs share a value"
+    assert check_neuron_gradients.evaluate(-0.149, 0.298, -0.298, -0.447, 0.149).passed, "three decimals, as lab 01 taught"
+    dz = 0.149  # a rounded dz carried through the × rules in code
     assert check_neuron_gradients.evaluate(dz * -1.0, dz * 2.0, dz * -2.0, dz * -3.0, dz).passed
-    assert check_neuron_gradients.evaluate(-0.197, 0.393, -0.393, -0.590, 1.0).status == "failed", "dw2 without dz"
-    assert check_neuron_gradients.evaluate(0.197, -0.393, 0.393, 0.590, 0.197).status == "failed", "signs flipped"
-    assert check_neuron_gradients.evaluate(0.393, -0.197, -0.590, -0.393, 0.197).status == "failed", "× rule swapped"
+    assert check_neuron_gradients.evaluate(-0.149, 0.298, -0.298, -0.447, 1.0).status == "failed", "dw2 without dz"
+    assert check_neuron_gradients.evaluate(0.149, -0.298, 0.298, 0.447, 0.149).status == "failed", "signs flipped"
+    assert check_neuron_gradients.evaluate(0.298, -0.149, -0.447, -0.298, 0.149).status == "failed", "× rule swapped"
+    assert check_neuron_gradients.evaluate(-0.149, 0.298, -0.298, dz * -2.5, 0.149).status == "failed", "w2 for w1"
 
 
 def test_compute_gradients_catches_swapped_loss_arguments() -> None:
