@@ -243,11 +243,9 @@ def blas_thread_limit(threads: int | None = 1):
     with one next to one busy process, and no faster when the machine is idle."""
     import contextlib
 
+    from threadpoolctl import threadpool_limits  # a dependency of dlcourse
+
     if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # not installed: leave the threads as they are
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads, user_api="blas")
 

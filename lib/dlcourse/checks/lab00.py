@@ -42,13 +42,14 @@ _CASES = ([784, 128, 10], [3, 5], [2, 7, 4, 1], [6, 1, 9], [10])
 @exercise("00.2", "Count a network's parameters", wrong_answers={
     "forgot the biases": "return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))",
     "gave the input layer biases too": "return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + sizes[0]",
+    "one bias per input instead of per output": "return sum(a * b + a for a, b in zip(sizes[:-1], sizes[1:]))",
+    "counted only the first layer": "return sizes[0] * sizes[1] + sizes[1]",
+    "hard-coded the lab's network": "return 101770",
 }, accepted_answers={
     "(n_in + 1) · n_out in a loop": "total = 0\nfor i in range(len(sizes) - 1):\n    total += (sizes[i] + 1) * sizes[i + 1]\nreturn total",
     "NumPy": "import numpy as np\nreturn int(np.dot(sizes[:-1], sizes[1:]) + np.sum(sizes[1:]))",
 })
 def check_dense_param_count(dense_param_count: Any) -> str:
-    # Its registered wrong answers stay these two: the suite's probe-fixture test counts them. The unit tests also
-    # reject one bias per input, only the first layer, and the hard-coded 101,770.
     expect_callable(dense_param_count, name="dense_param_count")
     for sizes in _CASES:
         expected = _reference_param_count(sizes)
