@@ -106,3 +106,60 @@ def test_two_layer_forward_is_called_at_other_weights_and_sizes() -> None:
     assert one_column.status == "failed" and "5-2-2" in one_column.message
     f32 = check_two_layer_forward.evaluate(lambda *a: reference_two_layer(*(v.astype(np.float32) for v in a)), *args)
     assert f32.passed, f32.message
+
+
+def _headline(monkeypatch, capsys, answers: dict) -> tuple[float, str]:
+    """Run the solution's own cells from the weights to the headline (max |NumPy − framework|), with exercises
+    01.3 and 01.4 replaced as `answers` says (a registered answer, or None for the lab's stub); return the recorded
+    value and what the guarded cells printed. The PyTorch network stands in for the Keras one, so that the test
+    needs no TensorFlow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    torch = pytest.importorskip("torch")
+    import dlcourse.runner
+    from dlcourse import notebooks
+
+    recorded = []
+    monkeypatch.setattr(dlcourse.runner, "record_metric", lambda name, value, *a, **k: recorded.append(value))
+    nb = notebooks.read(Path(__file__).resolve().parents[2] / "solutions" / "01_forward_pass.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ns = {"np": np, "torch": torch, "plt": plt, "relu": relu, "sigmoid": sigmoid}
+    exec(next(c.source for c in code if "parameters" in c.metadata.get("tags", [])), ns)
+    for marker in ("W_example = ", "W1 = np.array", "x_tiny = "):
+        exec(next(c.source for c in code if marker in c.source), ns)
+    for exercise_id in ("01.3", "01.4"):
+        source = next(c.source for c in code if notebooks.meta(c).get("exercise") == exercise_id)
+        if exercise_id in answers:
+            source = notebooks.replace_regions(source, answers[exercise_id], exercise_id)
+        exec(source, ns)
+    exec(next(c.source for c in code if "def linear_from" in c.source), ns)
+    ns["keras_net"] = lambda X: ns["torch_net"](torch.tensor(X)).detach()
+    capsys.readouterr()
+    for marker in ("grid_p = ", "record_metric("):
+        exec(next(c.source for c in code if marker in c.source), ns)
+    plt.close("all")
+    assert len(recorded) == 1
+    return float(recorded[0]), capsys.readouterr().out
+
+
+def test_headline_parity_runs_the_students_forward_pass(monkeypatch, capsys) -> None:
+    """The picture and the headline run the student's two_layer_forward: a registered wrong answer (no hidden
+    ReLU) moves the headline from float32 rounding to a visible gap; unsolved, the reference stands in."""
+    from dlcourse.check import registry
+
+    wrong = registry("01")["01.4"].wrong_answers
+    right, printed = _headline(monkeypatch, capsys, {})
+    assert right < 1e-6 and "NumPy side: your two_layer_forward" in printed
+    no_relu, _ = _headline(monkeypatch, capsys, {"01.4": wrong["forgot the hidden ReLU"]})
+    assert no_relu > 1e-2, "without the hidden ReLU the student's network differs from the frameworks'"
+    no_sigmoid, _ = _headline(monkeypatch, capsys, {"01.4": wrong["forgot the output sigmoid"]})
+    assert no_sigmoid > 1e-2
+    unsolved, printed = _headline(monkeypatch, capsys, {"01.3": None, "01.4": None})
+    assert unsolved == right, "the reference stands in while the exercises are unsolved"
+    assert "solve exercises 01.3 and 01.4 first" in printed and "reference forward pass draws it" in printed
+    assert "NumPy side: the reference forward pass" in printed

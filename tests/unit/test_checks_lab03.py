@@ -137,29 +137,64 @@ def test_activation_grads() -> None:
     assert check_activation_grads.evaluate(ref.sigmoid_grad, None, relu_prime).status == "not_attempted"
 
 
-def test_headline_ratio_follows_the_activation_derivative() -> None:
-    """The lab's headline (sigmoid/ReLU gradient-norm ratio at layer 1) comes from the derivatives: with a
-    wrong σ′ (σ(1 + σ), a registered wrong answer of 03.5) the vanishing gradient disappears."""
+def _headline_ratio(monkeypatch, capsys, answers: dict) -> tuple[float, str]:
+    """Run the solution's own cells that lead to the headline (sigmoid/ReLU gradient-norm ratio at layer 1), with
+    exercises 03.3-03.5 replaced as `answers` says (a registered answer, or None for the lab's stub); return the
+    recorded ratio and what the cells printed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     from pathlib import Path
 
+    import matplotlib.pyplot as plt
+
+    import dlcourse.runner
     from dlcourse import notebooks
 
+    recorded = []
+    monkeypatch.setattr(dlcourse.runner, "record_metric", lambda name, value, *a, **k: recorded.append(value))
     nb = notebooks.read(Path(__file__).resolve().parents[2] / "solutions" / "03_losses_activations.ipynb")
-    source = next(c.source for c in nb.cells if c.cell_type == "code" and "def layer_gradient_norms" in c.source)
-    definitions = source[:source.index("\nrng = ")]  # the two functions, not the experiment that follows
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ns = {"np": np, "ref": ref, "plt": plt}
+    exec(next(c.source for c in code if "parameters" in c.metadata.get("tags", [])), ns)
+    for exercise_id in ("03.3", "03.4", "03.5"):
+        source = next(c.source for c in code if notebooks.meta(c).get("exercise") == exercise_id)
+        if exercise_id in answers:
+            source = notebooks.replace_regions(source, answers[exercise_id], exercise_id)
+        exec(source, ns)
+    capsys.readouterr()
+    for marker in ("def yours_or_reference", "ACTIVATIONS = {", "def layer_gradient_norms", "record_metric("):
+        exec(next(c.source for c in code if marker in c.source), ns)
+    plt.close("all")
+    assert len(recorded) == 1
+    return float(recorded[0]), capsys.readouterr().out
 
-    def ratio(sigmoid_grad) -> float:
-        activations = dict(ref.ACTIVATIONS, sigmoid=ref.Activation("sigmoid", ref.sigmoid, sigmoid_grad))
-        ns = {"np": np, "ref": type("ref", (), {"ACTIVATIONS": activations, "softmax": staticmethod(ref.softmax)})}
-        exec(definitions, ns)
-        rng = np.random.default_rng(0)
-        x, labels = rng.normal(size=(64, 32)), rng.integers(0, 10, size=64)
-        weights = ns["init_weights"](20, 32, 10, gain=2.0, seed=0)
-        sigmoid = ns["layer_gradient_norms"]("sigmoid", weights, x, labels)
-        relu = ns["layer_gradient_norms"]("relu", weights, x, labels)
-        return float(sigmoid[0] / relu[0])
 
-    right = ratio(ref.sigmoid_grad)
-    wrong = ratio(lambda z: ref.sigmoid(z) * (1 + ref.sigmoid(z)))
-    assert right < 1e-6, "sigmoid's gradient vanishes over 20 layers"
-    assert wrong > 1e3 * right, "with σ(1 + σ), up to 2 per layer, it no longer vanishes"
+def test_headline_ratio_comes_from_the_students_functions(monkeypatch, capsys) -> None:
+    """The lab's headline runs the student's derivatives and cross_entropy_grad: a registered wrong σ′ (σ(1 + σ),
+    up to 2 per layer) or a wrong gradient changes it; while unsolved the reference stands in, said in one sentence."""
+    from dlcourse.check import registry
+
+    wrong = {ex: check.wrong_answers for ex, check in registry("03").items()}
+    right, printed = _headline_ratio(monkeypatch, capsys, {})
+    assert right < 1e-12, "sigmoid's gradient vanishes over 30 layers"
+    assert "reference" not in printed
+    no_vanishing, _ = _headline_ratio(monkeypatch, capsys, {"03.5": wrong["03.5"]["σ′ written as σ(1 + σ)"]})
+    assert no_vanishing > 1e6 * right, "with σ(1 + σ) the sigmoid's gradient no longer vanishes"
+    sign_relu, _ = _headline_ratio(monkeypatch, capsys, {"03.5": wrong["03.5"]["ReLU′ written as sign(z)"]})
+    assert not np.isclose(sign_relu, right, rtol=1e-3, atol=0), "ReLU′ = sign(z) changes the ReLU network's gradient"
+    label_index, _ = _headline_ratio(monkeypatch, capsys, {
+        "03.4": wrong["03.4"]["subtracted the label index, not a one-hot"]})
+    assert not np.isclose(label_index, right, rtol=1e-3, atol=0), "the backward pass starts from the student's gradient"
+    unsolved, printed = _headline_ratio(monkeypatch, capsys, {"03.4": None, "03.5": None})
+    assert unsolved == right, "the reference stands in while the exercises are unsolved"
+    assert "solve exercise 03.5 first" in printed and "solve exercise 03.4 first" in printed
+    assert printed.count("Until then the course's reference stands in.") == 2
+
+
+def test_reference_cross_entropy_grad_is_p_minus_y_over_n() -> None:
+    from dlcourse.checks.lab03 import reference_cross_entropy_grad
+
+    logits, labels = np.array([[1000.0, 0.0, -1000.0], [0.5, 0.2, 0.1]]), np.array([2, 0])
+    want = (ref.softmax(logits, axis=1) - np.eye(3)[labels]) / 2
+    assert np.allclose(reference_cross_entropy_grad(logits.copy(), labels), want, rtol=0, atol=1e-15)

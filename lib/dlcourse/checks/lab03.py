@@ -161,7 +161,9 @@ def check_cross_entropy(cross_entropy_logits: Any) -> str:
 
 # ------------------------------------------------------------------------------ 03.4
 
-def _ce_gradient(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def reference_cross_entropy_grad(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(softmax(logits) − onehot(labels)) / n: the gradient of the mean cross-entropy, which the lab uses in place
+    of the student's `cross_entropy_grad` until exercise 03.4 is solved."""
     grad = ref.softmax(logits, axis=1)
     grad[np.arange(len(labels)), labels] -= 1.0
     return grad / len(labels)
@@ -193,7 +195,8 @@ def check_cross_entropy_grad(cross_entropy_grad: Any) -> str:
                  hint="∂CE/∂z = (softmax(z) − onehot(y)) / n: subtract 1 at each row's label (y is one-hot, "
                       "not the label number) and divide by the batch size n, because the loss is a mean.")
     far_labels = np.array([2, 1, 2])
-    expect_array(_quietly(cross_entropy_grad, _FAR_APART.copy(), far_labels.copy()), _ce_gradient(_FAR_APART, far_labels),
+    expect_array(_quietly(cross_entropy_grad, _FAR_APART.copy(), far_labels.copy()),
+                 reference_cross_entropy_grad(_FAR_APART, far_labels),
                  name=f"cross_entropy_grad for {_FAR_APART_TEXT}", rtol=1e-5, atol=1e-7,
                  hint="Use a stable softmax (ref.softmax, or each row's own maximum subtracted) so huge logits "
                       "give probabilities, not nan, in every row.")
