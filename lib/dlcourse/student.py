@@ -73,3 +73,13 @@ def ready(doing: str = "run", **named: Any) -> bool:
     if missing:
         print(not_ready_sentence(missing, doing))
     return not missing
+
+
+def yours_or_reference(doing: str, **pairs: tuple[Any, Any]) -> list[Any]:
+    """For each ``name=(yours, reference)``: yours once its exercise is solved, else the reference,
+    said in one sentence. ``[loss] = yours_or_reference("compute the loss", ce=(ce, ref.cross_entropy))``
+    lets a lab cell run the student's code and still run, on the reference, before it is solved."""
+    waiting = unsolved(**{name: yours for name, (yours, _) in pairs.items()})
+    if waiting:
+        print(not_ready_sentence(waiting, doing) + " Until then the course's reference stands in.")
+    return [reference if name in waiting else yours for name, (yours, reference) in pairs.items()]

@@ -163,7 +163,7 @@ def _headline_ratio(monkeypatch, capsys, answers: dict) -> tuple[float, str]:
             source = notebooks.replace_regions(source, answers[exercise_id], exercise_id)
         exec(source, ns)
     capsys.readouterr()
-    for marker in ("def yours_or_reference", "ACTIVATIONS = {", "def layer_gradient_norms", "record_metric("):
+    for marker in ("import yours_or_reference", "ACTIVATIONS = {", "def layer_gradient_norms", "record_metric("):
         exec(next(c.source for c in code if marker in c.source), ns)
     plt.close("all")
     assert len(recorded) == 1

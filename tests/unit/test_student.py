@@ -51,3 +51,16 @@ def test_the_sentence_names_the_functions_and_their_exercises(capsys) -> None:
     assert ready("train", forward=len) and capsys.readouterr().out == ""
     two = not_ready_sentence({"a": ["05.2"], "b": ["05.4"], "c": ["05.5"]})
     assert two == "This cell will run with your `a`, `b` and `c`: solve exercises 05.2, 05.4 and 05.5 first, then run it again."
+
+
+def test_yours_or_reference_picks_each_solved_function_and_says_which_wait(capsys) -> None:
+    from dlcourse.student import yours_or_reference
+
+    lab = _run(replace_regions(_CELL, None, "05.2"))
+    solved = _run(replace_regions(_CELL, [None, None, None], "05.2"))
+    first, second = yours_or_reference("plot", forward=(lab["forward"], abs), other=(solved["forward"], abs))
+    assert first is abs and second is solved["forward"]
+    assert capsys.readouterr().out.strip() == ("This cell will plot with your `forward`: solve exercise 05.2 first, "
+                                               "then run it again. Until then the course's reference stands in.")
+    assert yours_or_reference("plot", forward=(solved["forward"], abs)) == [solved["forward"]]
+    assert capsys.readouterr().out == ""
