@@ -154,14 +154,15 @@ def _dropout_step(forward_fn, loss_fn, backward_fn, dropout_fn, params: Params, 
     """One training step's forward, loss and backward with dropout on the hidden units, built
     around the given two-layer forward and backward: the hidden layer h1 of `forward_fn`'s cache
     goes through `dropout_fn`, the logits are recomputed from the dropped h1, and the backward pass
-    sees the dropped h1 and, for a dropped unit, z1 = 0 (so relu_grad stops its gradient); the kept
-    units' gradient into the first layer gets the forward pass's 1/(1 − rate)."""
+    sees the dropped h1 and, for a dropped unit, z1 = −1 (so any ReLU derivative, also one that
+    counts z = 0 as active, stops its gradient); the kept units' gradient into the first layer gets
+    the forward pass's 1/(1 − rate)."""
     _, cache = forward_fn(params, x)
     dropped, mask = dropout_fn(cache["h1"], rate, rng, True)
     logits = dropped @ params["W2"] + params["b2"]
     loss, dlogits = loss_fn(logits, y)
     kept = np.asarray(mask) != 0
-    grads = backward_fn(params, {"x": cache["x"], "z1": np.where(kept, cache["z1"], 0), "h1": dropped}, dlogits)
+    grads = backward_fn(params, {"x": cache["x"], "z1": np.where(kept, cache["z1"], -1), "h1": dropped}, dlogits)
     scale = 1.0 / (1.0 - rate)
     return logits, loss, {**grads, "W1": grads["W1"] * scale, "b1": grads["b1"] * scale}
 

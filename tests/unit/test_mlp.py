@@ -191,3 +191,18 @@ def test_threads_benchmark_smoke_run_prints_its_table() -> None:
     lines = out.stdout.strip().splitlines()
     assert lines[1].split()[:3] == ["competing", "busy", "processes"]
     assert {row.split()[0] for row in lines[3:]} == {"0", "1"}
+
+
+def test_dropout_step_stops_the_gradient_of_dropped_units_whatever_the_relu_convention() -> None:
+    """A backward pass that counts z = 0 as active (z >= 0) gets the same dropout gradients."""
+    params = mlp.init_params(7, 5, 3, seed=1, dtype=np.float64)
+    x, y = np.random.default_rng(2).normal(size=(6, 7)), np.array([0, 1, 2, 0, 1, 2])
+
+    def backward_ge(params, cache, dlogits):
+        dz1 = (dlogits @ params["W2"].T) * (cache["z1"] >= 0)
+        return {"W1": cache["x"].T @ dz1, "b1": dz1.sum(axis=0), "W2": cache["h1"].T @ dlogits, "b2": dlogits.sum(axis=0)}
+
+    grads = [mlp._dropout_step(mlp.forward, mlp.softmax_cross_entropy, fn, mlp.dropout, params, x, y, 0.4,
+                               np.random.default_rng(3))[2] for fn in (mlp.backward, backward_ge)]
+    for key in mlp.PARAM_NAMES:
+        assert np.allclose(grads[0][key], grads[1][key], rtol=1e-12, atol=1e-12), key
