@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "CheckResult", "Exercise", "Mismatch", "NotAttempted", "exercise", "registry",
-    "expect_number", "expect_array", "expect_callable", "expect", "CHECK_MIME",
+    "expect_number", "expect_array", "expect_callable", "expect", "CHECK_MIME", "hidden_check", "HIDDEN_ENV",
 ]
 
 CHECK_MIME = "application/vnd.dlcourse.check+json"
@@ -200,6 +200,7 @@ class Exercise:
     fn: Callable[..., str | None]
     wrong_answers: dict[str, str | list[str | None]] = field(default_factory=dict)
     accepted_answers: dict[str, str | list[str | None]] = field(default_factory=dict)
+    points: float = 1
 
     def __post_init__(self) -> None:
         self.__doc__ = self.fn.__doc__
@@ -230,7 +231,8 @@ class Exercise:
         except Exception as exc:  # the student's code raised while being checked
             detail = f"{type(exc).__name__}: {exc}".strip()
             return self._result("failed", f"Running your code raised {detail[:300]}")
-        return self._result("passed", message or "Well done.")
+        hidden = _run_hidden(self, bound)
+        return hidden if hidden is not None else self._result("passed", message or "Well done.")
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         show(self.evaluate(*args, **kwargs))
@@ -243,7 +245,7 @@ _REGISTRY: dict[str, Exercise] = {}
 
 
 def exercise(id: str, title: str, *, wrong_answers: dict[str, str | list[str | None]] | None = None,
-             accepted_answers: dict[str, str | list[str | None]] | None = None,
+             accepted_answers: dict[str, str | list[str | None]] | None = None, points: float = 1,
              ) -> Callable[[Callable[..., str | None]], Exercise]:
     """Register a check for exercise ``id`` (``"NN.k"``).
 
@@ -252,12 +254,13 @@ def exercise(id: str, title: str, *, wrong_answers: dict[str, str | list[str | N
     suite runs each one and requires the check to reject it with a sentence.
     ``accepted_answers`` has the same form for correct alternatives (another valid formula,
     float32, einsum, a list where the text allows one); the suite requires the check to pass each.
+    ``points`` is what the exercise is worth in `dlcourse grade`'s report and gradebook.
     """
 
     def register(fn: Callable[..., str | None]) -> Exercise:
         if id in _REGISTRY and _REGISTRY[id].fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"exercise {id} is registered twice")
-        ex = Exercise(id, title, fn, dict(wrong_answers or {}), dict(accepted_answers or {}))
+        ex = Exercise(id, title, fn, dict(wrong_answers or {}), dict(accepted_answers or {}), points)
         _REGISTRY[id] = ex
         return ex
 
@@ -272,3 +275,56 @@ def registry(lab: str | None = None) -> dict[str, Exercise]:
         importlib.import_module(f"dlcourse.checks.lab{lab}")
         return {k: v for k, v in _REGISTRY.items() if k.split(".")[0] == lab}
     return dict(_REGISTRY)
+
+
+# ------------------------------------------------------------------------------ hidden checks (grading only)
+
+HIDDEN_ENV = "DLCOURSE_HIDDEN_CHECKS"  # a folder of the instructor's labNN.py files; set by `dlcourse grade --hidden`
+HIDDEN_FAILED = ("Your answer passes the checks in the lab, but not the extra checks used in grading "
+                 "(they try more inputs than the lab shows).")
+_HIDDEN: dict[str, list[Callable[..., Any]]] = {}
+_HIDDEN_LOADED: set[str] = set()
+
+
+def hidden_check(id: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an instructor-only check for exercise ``id``: it takes the same values as the lab's
+    check, raises `Mismatch` when the answer is wrong, and runs only when `dlcourse grade --hidden DIR`
+    grades (DIR/labNN.py holds these functions; students never see them)."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _HIDDEN.setdefault(id, [])
+        if all(f.__qualname__ != fn.__qualname__ for f in _HIDDEN[id]):
+            _HIDDEN[id].append(fn)
+        return fn
+
+    return register
+
+
+def _hidden_checks(exercise_id: str) -> list[Callable[..., Any]]:
+    """The hidden checks for one exercise, loading DIR/labNN.py the first time (none unless grading)."""
+    import os
+
+    folder, lab = os.environ.get(HIDDEN_ENV, ""), exercise_id.split(".")[0]
+    if folder and lab not in _HIDDEN_LOADED:
+        _HIDDEN_LOADED.add(lab)
+        import importlib.util
+        from pathlib import Path
+
+        path = Path(folder) / f"lab{lab}.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"dlcourse_hidden_lab{lab}", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return list(_HIDDEN.get(exercise_id, [])) if folder else []
+
+
+def _run_hidden(ex: Exercise, bound: inspect.BoundArguments) -> CheckResult | None:
+    """None when every hidden check passes (or there are none); else a failed result that does not
+    say what the hidden check tried."""
+    for fn in _hidden_checks(ex.id):
+        try:
+            fn(*[_private_copy(a) for a in bound.args], **{k: _private_copy(v) for k, v in bound.kwargs.items()})
+        except Exception:  # Mismatch or the student's code raising: either way the hidden check failed
+            return ex._result("failed", HIDDEN_FAILED, "Test your answer on inputs of your own, "
+                                                       "including sizes and values the lab did not use.")
+    return None

@@ -112,15 +112,38 @@ def cmd_labs_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from dlcourse.grading import format_summary, grade_all, write_report
+    from dlcourse.grading import format_summary, grade_all, write_feedback, write_gradebook, write_report
 
+    if args.no_sandbox:
+        print("dlcourse grade: --no-sandbox: submissions run with your permissions (the report records it).",
+              file=sys.stderr)
     reports = grade_all([Path(p) for p in args.submissions], args.lab, course_root(), cell_timeout=args.timeout,
                         notebook_timeout=args.notebook_timeout, jobs=args.jobs,
-                        keep=Path(args.keep) if args.keep else None)
+                        keep=Path(args.keep) if args.keep else None, sandboxed=not args.no_sandbox,
+                        memory_mb=args.memory or None, hidden=Path(args.hidden) if args.hidden else None)
     print(format_summary(reports))
     if args.out:
-        write_report(reports, args.lab, Path(args.out))
-        print(f"report written to {args.out}")
+        out = Path(args.out)
+        if out.suffix.lower() == ".csv":
+            write_gradebook(reports, args.lab, out, args.lms)
+            print(f"gradebook ({args.lms} layout) written to {args.out}")
+        else:
+            write_report(reports, args.lab, out)
+            print(f"report written to {args.out}")
+    if args.details:
+        write_report(reports, args.lab, Path(args.details))
+        print(f"per-exercise report written to {args.details}")
+    if args.feedback:
+        written = write_feedback(reports, args.lab, Path(args.feedback), args.feedback_format)
+        print(f"{len(written)} feedback file(s) written to {args.feedback}/")
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from dlcourse.progress import format_progress, lab_progress
+
+    folder = Path(args.folder) if args.folder else course_root() / "labs"
+    print(format_progress(lab_progress(folder)))
     return 0
 
 
@@ -199,9 +222,21 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
     grade.add_argument("--notebook-timeout", type=float, default=900.0, help="seconds per submission in all")
     grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (one kernel each)")
-    grade.add_argument("--out", help="report.csv or report.json")
+    grade.add_argument("--out", help="gradebook.csv (one row per student, --lms layout) or report.json (everything)")
+    grade.add_argument("--lms", choices=["canvas", "gradescope"], default="canvas", help="the gradebook's column layout")
+    grade.add_argument("--details", help="report.csv: one row per student and exercise, with the check's sentence")
+    grade.add_argument("--feedback", help="a folder for one feedback file per student (status, sentence, hint)")
+    grade.add_argument("--feedback-format", choices=["md", "html"], default="md")
     grade.add_argument("--keep", help="a folder for the executed notebooks (to read what each student's run printed)")
+    grade.add_argument("--memory", type=int, default=4096, help="MiB of memory per process of a submission (0: no limit)")
+    grade.add_argument("--hidden", help="a folder of instructor-only checks (labNN.py with @hidden_check functions)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run submissions without bubblewrap (only inside a container of your own)")
     grade.set_defaults(func=cmd_grade)
+
+    progress = sub.add_parser("progress", help="which exercises your labs' check cells last showed as passed")
+    progress.add_argument("folder", nargs="?", help="the folder of your labs (default: this course's labs/)")
+    progress.set_defaults(func=cmd_progress)
 
     run = sub.add_parser("run", help="execute notebooks headless and print a table")
     run.add_argument("labs", nargs="*", default=["all"], help="lab numbers (00 01 ...) or 'all'")

@@ -1,6 +1,6 @@
 """Execute one assembled submission for `dlcourse grade`, in a process of its own.
 
-    python -m dlcourse.grade_worker NOTEBOOK RESULTS --cell-timeout S
+    python -m dlcourse.grade_worker NOTEBOOK RESULTS --cell-timeout S [--memory-mb M] [--max-processes P]
 
 The grader starts this worker for each submission and kills it (with its kernel) when the whole
 submission runs past its limit. The worker
@@ -10,7 +10,9 @@ submission runs past its limit. The worker
 - interrupts a cell that runs past ``--cell-timeout`` and records it as timed out;
 - keeps at most ``OUTPUT_LIMIT`` characters of printed output per cell (a notebook that prints
   megabytes cannot flood the grader);
-- appends one JSON line per exercise or check cell to RESULTS as soon as that cell finishes, so
+- sets the submission's resource limits on itself first (memory, processes, file size), so the
+  kernel and everything it starts inherit them;
+- appends one JSON line per exercise, check or attest cell to RESULTS as soon as that cell finishes, so
   what ran before a hard stop is still reported.
 """
 
@@ -27,6 +29,7 @@ from nbclient import NotebookClient
 
 from dlcourse.check import CHECK_MIME
 from dlcourse.runner import cell_payloads
+from dlcourse.tamper import ATTEST_MIME
 
 OUTPUT_LIMIT = 20_000  # characters of stdout/stderr kept per cell
 TIMEOUT_ENAME = "CellTimeout"
@@ -54,13 +57,23 @@ class GradingClient(NotebookClient):
 def cell_record(cell: Any, cell_index: int, execute_reply: dict | None) -> dict | None:
     """What the grader needs from an exercise or check cell once it has run (None for other cells)."""
     info = cell.get("metadata", {}).get("dlcourse", {})
-    role = "exercise" if "exercise" in info else "check" if "check" in info else None
+    role = next((r for r in ("exercise", "check", "attest") if r in info), None)
     if role is None:
         return None
     content = (execute_reply or {}).get("content", {})
     return {"cell": cell_index, "role": role, "exercise": info[role], "status": content.get("status", "ok"),
             "ename": content.get("ename", ""), "evalue": str(content.get("evalue", ""))[:500],
-            "verdicts": cell_payloads(cell, CHECK_MIME)}
+            "verdicts": cell_payloads(cell, ATTEST_MIME if role == "attest" else CHECK_MIME)}
+
+
+def set_limits(memory_mb: int | None, max_processes: int | None, file_bytes: int | None) -> None:
+    """Resource limits for this process and all it starts (the kernel and the student's processes)."""
+    import resource
+
+    for which, value in ((resource.RLIMIT_DATA, memory_mb and memory_mb * 2**20),
+                         (resource.RLIMIT_NPROC, max_processes), (resource.RLIMIT_FSIZE, file_bytes)):
+        if value:
+            resource.setrlimit(which, (int(value), int(value)))
 
 
 def execute(notebook: Path, results: Path, cell_timeout: float) -> None:
@@ -92,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebook", type=Path)
     parser.add_argument("results", type=Path)
     parser.add_argument("--cell-timeout", type=float, default=120.0)
+    parser.add_argument("--memory-mb", type=int, default=None, help="RLIMIT_DATA per process, in MiB")
+    parser.add_argument("--max-processes", type=int, default=None, help="RLIMIT_NPROC (not applied to root)")
+    parser.add_argument("--file-bytes", type=int, default=None, help="RLIMIT_FSIZE")
     args = parser.parse_args(argv)
+    set_limits(args.memory_mb, args.max_processes, args.file_bytes)
     execute(args.notebook, args.results, args.cell_timeout)
     return 0
 

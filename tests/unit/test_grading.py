@@ -33,8 +33,10 @@ def test_rows_take_the_official_checks_verdict() -> None:
     records = [_record("exercise", "00.1"), _record("check", "00.1", verdicts=[_verdict("failed", "off by one")]),
                _record("exercise", "00.2"), _record("check", "00.2", verdicts=[_verdict("passed", "right")])]
     rows = rows_from_records(records, TITLES, {"00.1": "x", "00.2": "y"})
-    assert rows == [ExerciseRow("00.1", TITLES["00.1"], "failed", "off by one"),
-                    ExerciseRow("00.2", TITLES["00.2"], "passed", "right")]
+    assert rows == [ExerciseRow("00.1", TITLES["00.1"], "failed", "off by one", points=0.0),
+                    ExerciseRow("00.2", TITLES["00.2"], "passed", "right", points=1.0)]
+    weighted = rows_from_records(records, TITLES, {"00.1": "x", "00.2": "y"}, points={"00.1": 2, "00.2": 3})
+    assert [(r.points, r.max_points) for r in weighted] == [(0.0, 2), (3, 3)]
 
 
 def test_rows_for_missing_cells_errors_timeouts_and_runs_that_stopped() -> None:
@@ -86,7 +88,7 @@ def test_foreign_lab_and_names() -> None:
 
 
 def _reports() -> list[StudentReport]:
-    ok = StudentReport("ada", "ada.ipynb", exercises=[ExerciseRow("00.1", "t", "passed", "fine"),
+    ok = StudentReport("ada", "ada.ipynb", exercises=[ExerciseRow("00.1", "t", "passed", "fine", points=1.0),
                                                       ExerciseRow("00.2", "u", "timeout", "slow")])
     bad = StudentReport("bob", "bob.ipynb", error="not a notebook",
                         exercises=[ExerciseRow("00.1", "t", "error", "x"), ExerciseRow("00.2", "u", "error", "x")])

@@ -1,0 +1,163 @@
+"""The sandbox `dlcourse grade` runs each submission in: bubblewrap (`bwrap`) plus resource limits.
+
+Inside it, a submission sees the whole filesystem read-only (the course's files included), except
+its own working folder and a private /tmp (a small tmpfs); it has no network (a new network
+namespace holds only a loopback, which the kernel's own sockets use), no capabilities, and a new
+PID namespace whose processes all die when the worker ends (`--die-with-parent` and the namespace's
+init ending), so nothing it starts outlives the submission.
+
+Limits, set on the worker and inherited by the kernel and every child:
+
+* memory: ``RLIMIT_DATA`` (a process's heap and private mappings; libraries' code and address
+  space reserved but unused do not count, so PyTorch and TensorFlow import under it) per process;
+* processes: a ``pids`` cgroup when the grader may make one (root, cgroup v1 or v2), else
+  ``RLIMIT_NPROC`` (which the kernel does not apply to root, hence the cgroup);
+* file size: ``RLIMIT_FSIZE``, so one file cannot fill the disk.
+
+`SandboxError` says in one sentence why the sandbox cannot start; the grader then refuses unless
+``--no-sandbox`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlcourse.errors import DlcourseError
+
+TMPFS_BYTES = 256 * 2**20  # the private /tmp
+MAX_PROCESSES = 256  # per submission: the kernel uses a few dozen threads/processes at most
+FILE_BYTES = 2 * 2**30  # largest file a submission may write
+
+
+class SandboxError(DlcourseError):
+    """The sandbox cannot start here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int | None = 4096  # None: no memory limit
+    processes: int = MAX_PROCESSES
+
+    def worker_args(self, cgroup: bool) -> list[str]:
+        """grade_worker options that set the rlimits (the process limit only without a cgroup)."""
+        args = ["--file-bytes", str(FILE_BYTES)]
+        if self.memory_mb:
+            args += ["--memory-mb", str(self.memory_mb)]
+        if not cgroup:
+            args += ["--max-processes", str(self.processes)]
+        return args
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+_PROBED: dict[str, str] = {}
+
+
+def sandbox_problem() -> str:
+    """'' when bubblewrap can start a sandbox here, else one sentence that says why not."""
+    if "result" in _PROBED:
+        return _PROBED["result"]
+    bwrap = bwrap_path()
+    if bwrap is None:
+        problem = ("bubblewrap (bwrap) is not installed, so submissions cannot be sandboxed: install it "
+                   "(`bash scripts/install_bubblewrap.sh` or `apt-get install bubblewrap`) or grade with --no-sandbox")
+    else:
+        try:
+            done = subprocess.run([bwrap, *_namespace_args(), "--", "true"], capture_output=True, text=True,
+                                  timeout=30)
+            problem = "" if done.returncode == 0 else (
+                f"bubblewrap cannot start a sandbox here ({' '.join(done.stderr.split())[:200] or done.returncode}); "
+                "this host may not allow user namespaces: grade with --no-sandbox inside a container of your own")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = f"bubblewrap could not be run ({exc}): grade with --no-sandbox inside a container of your own"
+    _PROBED["result"] = problem
+    return problem
+
+
+def _namespace_args() -> list[str]:
+    return ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+
+
+def sandbox_env(workdir: Path) -> dict[str, str]:
+    """Where the kernel may write its own files (home, Jupyter runtime, caches): inside ``workdir``."""
+    home = workdir / "home"
+    return {"HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+            "MPLCONFIGDIR": str(home / "matplotlib"), "XDG_CACHE_HOME": str(home / "cache"),
+            "TMPDIR": "/tmp", "DLCOURSE_SANDBOX": "bwrap"}
+
+
+def wrap(command: list[str], workdir: Path) -> list[str]:
+    """``command`` run inside the sandbox, with ``workdir`` its only writable folder besides /tmp."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxError(sandbox_problem())
+    return [bwrap, *_namespace_args(), "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--", *command]
+
+
+class ProcessCgroup:
+    """A ``pids`` cgroup that caps how many processes one submission may have (root only).
+
+    ``prefix()`` is a shell prefix that moves the launching shell into the cgroup before it execs
+    the sandbox, so every process of the submission is counted from its first fork."""
+
+    def __init__(self, limit: int) -> None:
+        self.path: Path | None = None
+        for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+            limit_file = "pids.max"
+            if not (root / "cgroup.procs").is_file() or not os.access(root, os.W_OK):
+                continue
+            if root.name == "cgroup" and "pids" not in _read(root / "cgroup.subtree_control").split():
+                continue  # cgroup v2 without the pids controller delegated here
+            path = root / f"dlcourse-grade-{uuid.uuid4().hex[:12]}"
+            try:
+                path.mkdir()
+                (path / limit_file).write_text(str(limit))
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True) if path.exists() else None
+                continue
+            self.path = path
+            break
+
+    def command(self, command: list[str]) -> list[str]:
+        if self.path is None:
+            return command
+        procs = self.path / "cgroup.procs"
+        return ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *command]
+
+    def close(self) -> None:
+        """Kill what is still in the cgroup and remove it."""
+        if self.path is None:
+            return
+        import signal
+        import time
+
+        for _ in range(50):
+            pids = [int(p) for p in _read(self.path / "cgroup.procs").split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
