@@ -1,4 +1,4 @@
-"""Lab 12's measurements in one place: this machine's roofline, the lab 08 CNN's training throughput per
+"""Labs 12 and 13's measurements in one place: this machine's roofline, the lab 08 CNN's training throughput per
 batch size and thread count, and data-parallel training with torchrun (1 process × all cores against
 N processes × cores/N) on MNIST.
 

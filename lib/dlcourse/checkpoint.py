@@ -110,20 +110,37 @@ def train_steps(state: TrainState, x: Any, y: Any, n_steps: int, batch_size: int
     return losses
 
 
-def save_checkpoint(state: TrainState, path: str | os.PathLike) -> Path:
-    """Save every piece of ``state`` plus the global RNG states, atomically; returns the path.
+def checkpoint_payload(state: TrainState) -> dict[str, Any]:
+    """Every piece of ``state`` plus torch's global RNG state, as tensors, dicts and numbers (the
+    reference for exercise 12.3): what `save_checkpoint` writes and `restore_state` reads back."""
+    return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(), "step": state.step,
+            "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state()},
+            "data": {"order": state.order, "position": state.position}}
+
+
+def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
+    """Put everything `checkpoint_payload` saved back into a freshly built ``state`` (exercise 12.3)."""
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.step = payload["step"]
+    torch.set_rng_state(payload["rng"]["torch"])
+    state.generator.set_state(payload["rng"]["shuffle"])
+    state.order, state.position = payload["data"]["order"], payload["data"]["position"]
+
+
+def save_checkpoint(state: TrainState, path: str | os.PathLike, *, payload: Any = checkpoint_payload) -> Path:
+    """Save ``payload(state)`` with the run's config (and CUDA RNG states on a GPU), atomically.
 
     Only tensors, dicts, lists, numbers and strings go in, so `torch.load(weights_only=True)` can
     read it without running pickled code. Written atomically (`atomic_save`).
     """
     on_cuda = next(state.model.parameters()).device.type == "cuda"
-    payload = {"format": _FORMAT, "config": dict(state.config), "step": state.step,
-               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-               "scheduler": state.scheduler.state_dict(),
-               "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state(),
-                       "cuda": torch.cuda.get_rng_state_all() if on_cuda else []},
-               "data": {"order": state.order, "position": state.position}}
-    return atomic_save(payload, path)
+    content = dict(payload(state))
+    content.update({"format": _FORMAT, "config": dict(state.config),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if on_cuda else []})
+    return atomic_save(content, path)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -146,12 +163,32 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu", forget: Sequence[str] = ()) -> TrainState:
+def _forgetful_restore(forget: Sequence[str]) -> Any:
+    """`restore_state` that leaves the named pieces out on purpose, to show what each is for."""
+    def restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+        state.model.load_state_dict(ckpt["model"])
+        state.step = ckpt["step"]
+        state.optimizer.load_state_dict(ckpt["optimizer"])  # learning rate and momentum of this step
+        if "optimizer" in forget:
+            state.optimizer.state.clear()  # the classic mistake: momentum buffers start again from zero
+        if "scheduler" not in forget:
+            state.scheduler.load_state_dict(ckpt["scheduler"])
+        if "rng" not in forget:
+            torch.set_rng_state(ckpt["rng"]["torch"])
+        if "data_order" not in forget:
+            state.generator.set_state(ckpt["rng"]["shuffle"])
+            state.order, state.position = ckpt["data"]["order"], ckpt["data"]["position"]
+    return restore
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu", forget: Sequence[str] = (),
+                    restore: Any = None) -> TrainState:
     """The TrainState saved at ``path``, with torch's global RNG restored, ready for `train_steps`.
 
-    ``forget`` leaves pieces out on purpose, to show what each is for: "optimizer" (momentum
-    buffers start at zero), "scheduler" (the schedule restarts), "rng" (dropout RNG as freshly
-    seeded), "data_order" (the shuffle starts over from epoch 0).
+    ``restore(state, checkpoint)`` fills a freshly built state (default `restore_state`). ``forget``
+    leaves pieces out on purpose, to show what each is for: "optimizer" (momentum buffers start at
+    zero), "scheduler" (the schedule restarts), "rng" (dropout RNG as freshly seeded), "data_order"
+    (the shuffle starts over from epoch 0).
     """
     unknown = set(forget) - set(CHECKPOINT_PIECES)
     if unknown:
@@ -166,23 +203,14 @@ def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu", forget: Seq
                             "corrupt or not a checkpoint; save it again with save_checkpoint(state, path).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
         raise DlcourseError(f"{path} is a torch file but not a checkpoint written by save_checkpoint.")
+    if forget:
+        restore = _forgetful_restore(forget)
     try:
         cfg = ckpt["config"]
         state = new_state(cfg["seed"], cfg["total_steps"], lr=cfg["lr"], device=device)
-        state.model.load_state_dict(ckpt["model"])
-        state.step = ckpt["step"]
-        state.optimizer.load_state_dict(ckpt["optimizer"])  # learning rate and momentum of this step
-        if "optimizer" in forget:
-            state.optimizer.state.clear()  # the classic mistake: momentum buffers start again from zero
-        if "scheduler" not in forget:
-            state.scheduler.load_state_dict(ckpt["scheduler"])
-        if "rng" not in forget:
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            if ckpt["rng"]["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        if "data_order" not in forget:
-            state.generator.set_state(ckpt["rng"]["shuffle"])
-            state.order, state.position = ckpt["data"]["order"], ckpt["data"]["position"]
+        (restore or restore_state)(state, ckpt)
+        if ckpt.get("cuda_rng") and torch.cuda.is_available() and "rng" not in forget:
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise DlcourseError(f"{path} does not hold a complete lab 12 CNN checkpoint ({type(err).__name__}: "
                             f"{str(err)[:120]}); save it again with save_checkpoint(state, path).") from None
@@ -194,12 +222,14 @@ def _max_abs_diff(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def resume_demo(x: Any, y: Any, *, total_steps: int, interrupt_at: int, batch_size: int = 64, seed: int = 0,
-                folder: str | os.PathLike, forget_pieces: Sequence[str] = CHECKPOINT_PIECES) -> dict[str, Any]:
+                folder: str | os.PathLike, forget_pieces: Sequence[str] = CHECKPOINT_PIECES,
+                payload: Any = checkpoint_payload, restore: Any = restore_state) -> dict[str, Any]:
     """Train without a break, then interrupted at ``interrupt_at`` → save → load → finish; compare.
 
     ``identical`` is True when the losses and every tensor of the final state_dict are bitwise equal.
     For each piece in ``forget_pieces`` the run is resumed once more without it: ``forgotten`` maps
     the piece to max |Δ loss| against the uninterrupted curve, ``forgotten_losses`` to that curve.
+    ``payload`` and ``restore`` are what the full resume saves and restores with (the student's, in the lab).
     """
     whole_number("interrupt_at", interrupt_at, 1)
     if interrupt_at >= total_steps:
@@ -210,16 +240,17 @@ def resume_demo(x: Any, y: Any, *, total_steps: int, interrupt_at: int, batch_si
 
     state = new_state(seed, total_steps)
     first = train_steps(state, x, y, interrupt_at, batch_size)
-    path = save_checkpoint(state, Path(folder) / "checkpoint.pt")
-    del state  # the "crash": nothing survives but the file
-    resumed = load_checkpoint(path)
+    path = save_checkpoint(state, Path(folder) / "checkpoint.pt", payload=payload)
+    reference_path = save_checkpoint(state, Path(folder) / "reference.pt")  # for the variants that forget a piece
+    del state  # the "crash": nothing survives but the files
+    resumed = load_checkpoint(path, restore=restore)
     losses = first + train_steps(resumed, x, y, total_steps - interrupt_at, batch_size)
     same_weights = all(torch.equal(final[k], v) for k, v in resumed.model.state_dict().items())
     identical = torch.equal(torch.tensor(uninterrupted), torch.tensor(losses)) and same_weights
 
     curves = {}
     for piece in forget_pieces:
-        broken = load_checkpoint(path, forget=(piece,))
+        broken = load_checkpoint(reference_path, forget=(piece,))
         curves[piece] = first + train_steps(broken, x, y, total_steps - interrupt_at, batch_size)
     return {"uninterrupted": uninterrupted, "resumed": losses, "interrupt_at": interrupt_at, "identical": identical,
             "max_abs_diff": _max_abs_diff(uninterrupted, losses), "checkpoint_bytes": path.stat().st_size,

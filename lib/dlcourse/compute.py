@@ -1,4 +1,4 @@
-"""Lab 12's compute and cost: parameters by formula, training FLOPs (6·N·D), and what a run costs.
+"""Lab 13's compute and cost: parameters by formula, training FLOPs (6·N·D), and what a run costs.
 
 The counts are exact for PyTorch's layers (a test compares them with ``sum(p.numel())``); the FLOPs
 are the standard estimate of Kaplan et al. (2020), "Scaling Laws for Neural Language Models";
@@ -100,7 +100,7 @@ def lab08_cnn_params_by_formula() -> dict[str, int]:
 class BertShaped(nn.Module):
     """BERT-base's shapes from stock torch layers (three embeddings, LayerNorm, encoder layers, tanh pooler).
 
-    Not Hugging Face's module tree, but the same parameter count, which is what lab 12 compares.
+    Not Hugging Face's module tree, but the same parameter count, which is what lab 13 compares.
     """
 
     def __init__(self, vocab: int = 30522, d_model: int = 768, n_layers: int = 12, n_heads: int = 12,
@@ -215,23 +215,40 @@ class Estimate:
     gpu_hours: float
     days: float  # wall-clock, with the work spread perfectly over n_gpus
     cost: float  # USD, at the assumed rental price
-    energy_kwh: float  # GPU boards only: no CPUs, network, cooling (datacentre PUE)
+    energy_kwh: float  # GPU boards only: no CPUs, network, cooling
     n_params: float
     n_tokens: float
     n_gpus: int
     peak_flops: float
     utilisation: float
     price_per_gpu_hour: float
+    pue: float = 1.0  # facility energy ÷ IT energy (cooling, power conversion, the rest of the building)
+    grid_g_per_kwh: float = 0.0  # grams of CO2 per kWh of the grid that feeds the facility (an assumption)
+
+    @property
+    def facility_kwh(self) -> float:
+        return self.energy_kwh * self.pue
+
+    @property
+    def co2_kg(self) -> float:
+        return self.facility_kwh * self.grid_g_per_kwh / 1000
 
 
 def estimate_training(n_params: float, n_tokens: float, *, peak_flops: float, utilisation: float = 0.4,
-                      n_gpus: int = 8, price_per_gpu_hour: float = 2.0, watts: float = 400) -> Estimate:
+                      n_gpus: int = 8, price_per_gpu_hour: float = 2.0, watts: float = 400, pue: float = 1.0,
+                      grid_g_per_kwh: float = 0.0) -> Estimate:
     """Training time, cost and energy from C = 6·N·D and the sustained speed peak_flops × utilisation.
 
     utilisation is the fraction of the datasheet peak a real run sustains (model FLOPs utilisation;
     30-50% is typical of well-tuned large runs, far less for small models). price_per_gpu_hour is an
-    ASSUMED cloud rental price in USD, not a quote. Energy counts the GPU boards at full ``watts`` only.
+    ASSUMED cloud rental price in USD, not a quote. Energy counts the GPU boards at full ``watts``;
+    ``pue`` (power usage effectiveness) scales that to the whole facility and ``grid_g_per_kwh`` turns
+    the facility's kWh into CO2 (both assumptions the caller states).
     """
+    pue = _positive("pue", pue)
+    if pue < 1:
+        raise ValueError(f"pue is facility energy ÷ IT energy, at least 1.0, not {pue}.")
+    grid_g_per_kwh = _positive("grid_g_per_kwh", grid_g_per_kwh, zero_ok=True)
     utilisation = _positive("utilisation", utilisation)
     if utilisation > 1:
         raise ValueError(f"utilisation is a fraction of the peak, between 0 and 1 (0.4 is 40%), not {utilisation}.")
@@ -243,7 +260,7 @@ def estimate_training(n_params: float, n_tokens: float, *, peak_flops: float, ut
                     cost=gpu_hours * price_per_gpu_hour, energy_kwh=gpu_hours * _positive("watts", watts) / 1000,
                     n_params=float(n_params), n_tokens=float(n_tokens), n_gpus=n_gpus,
                     peak_flops=float(peak_flops), utilisation=utilisation,
-                    price_per_gpu_hour=float(price_per_gpu_hour))
+                    price_per_gpu_hour=float(price_per_gpu_hour), pue=pue, grid_g_per_kwh=grid_g_per_kwh)
 
 
 def _readable(x: float) -> str:
@@ -271,7 +288,10 @@ def estimate_summary(estimate: Estimate) -> str:
             f"{_readable(e.gpu_hours)} GPU-hours at {e.utilisation:.0%} of {e.peak_flops / 1e12:,.0f} TFLOP/s "
             f"= {_readable(e.days)} days on {gpus}\n"
             f"{_dollars(e.cost)} at an assumed {_dollars(e.price_per_gpu_hour)} per GPU-hour; "
-            f"{_readable(e.energy_kwh)} kWh (GPU boards only)")
+            f"{_readable(e.energy_kwh)} kWh (GPU boards only)"
+            + (f"\n{_readable(e.facility_kwh)} kWh at the facility (PUE {e.pue:.2f}); "
+               f"{_readable(e.co2_kg)} kg CO2 at an assumed {e.grid_g_per_kwh:,.0f} g per kWh"
+               if e.pue != 1.0 or e.grid_g_per_kwh else ""))
 
 
 def estimate_table(runs: list[tuple[str, Estimate]]) -> str:
@@ -301,3 +321,89 @@ def claim_check(params: float = 17.5e6, tokens: float = 1.28e11, accelerator: st
     bert_base = bert_params()["total"]
     return [(f"claimed {_si(params)}-parameter BERT", on_one_gpu(params)),
             (f"BERT-base ({bert_base:,} parameters)", on_one_gpu(bert_base))]
+
+
+# --------------------------------------------------------------------------------------------
+# BERT-base's real token count, Chinchilla, memory, serving
+
+
+def bert_base_tokens(*, steps: int = 1_000_000, batch: int = 256, short: int = 128, long: int = 512,
+                     short_share: float = 0.9) -> float:
+    """Tokens BERT-base trained on: Devlin et al. 2019 (§A.2) ran 90% of the 1M steps at length 128
+    and the last 10% at 512, 256 sequences per step. (The 1.28e11 of BERT_BASE counts every step at 512.)"""
+    return steps * batch * (short_share * short + (1 - short_share) * long)
+
+
+CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022: about 20 tokens per parameter is compute-optimal
+
+
+def chinchilla_optimal(compute_flops: float, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM
+                       ) -> tuple[float, float]:
+    """(N, D) that spend ``compute_flops`` = 6·N·D with D = tokens_per_param·N: N = sqrt(C / (6·r))."""
+    c, r = _positive("compute_flops", compute_flops), _positive("tokens_per_param", tokens_per_param)
+    n = math.sqrt(c / (6 * r))
+    return n, r * n
+
+
+def training_memory_bytes(n_params: float, *, weight_bytes: float = 2, grad_bytes: float = 2,
+                          master_bytes: float = 4, optimizer_states: int = 2, state_bytes: float = 4) -> float:
+    """Weights, gradients, float32 master weights and the optimizer's states (Adam keeps 2 per parameter):
+    2 + 2 + 4 + 2·4 = 16 bytes per parameter in mixed precision, before any activations."""
+    per_param = weight_bytes + grad_bytes + master_bytes + optimizer_states * state_bytes
+    return _positive("n_params", n_params) * per_param
+
+
+def kv_cache_bytes_per_token(n_layers: int, d_model: int, bytes_per_number: float = 2) -> float:
+    """A decoder keeps one key and one value vector of d_model numbers per layer for every token it has
+    seen: 2 · layers · d_model · bytes per number (full multi-head attention; grouped-query attention
+    shares keys and values between heads and stores fewer)."""
+    return 2 * whole_number("n_layers", n_layers, 1) * whole_number("d_model", d_model, 1) * bytes_per_number
+
+
+def serving_cost_per_million_tokens(n_params: float, peak_flops: float, utilisation: float,
+                                    price_per_gpu_hour: float) -> tuple[float, float]:
+    """(tokens per second, USD per million generated tokens) on one GPU at ``utilisation`` of its peak:
+    a generated token costs about 2·N FLOPs (the forward pass alone)."""
+    tokens_per_s = _positive("peak_flops", peak_flops) * _positive("utilisation", utilisation) / inference_flops(
+        n_params, 1)
+    return tokens_per_s, _positive("price_per_gpu_hour", price_per_gpu_hour, zero_ok=True) / 3600 / tokens_per_s * 1e6
+
+
+def facility_kwh(board_watts: float, n_gpus: int, hours: float, pue: float) -> float:
+    """Energy at the facility's meter: board watts × GPUs × hours × PUE, in kWh."""
+    return _positive("board_watts", board_watts) * whole_number("n_gpus", n_gpus, 1) * _positive(
+        "hours", hours, zero_ok=True) * _positive("pue", pue) / 1000
+
+
+def co2_kg(kwh: float, grid_g_per_kwh: float) -> float:
+    """Kilograms of CO2 for ``kwh`` from a grid emitting ``grid_g_per_kwh`` grams per kWh."""
+    return _positive("kwh", kwh, zero_ok=True) * _positive("grid_g_per_kwh", grid_g_per_kwh, zero_ok=True) / 1000
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A published Transformer's size: parameters, layers and width, with the paper it comes from."""
+
+    name: str
+    params: float
+    n_layers: int
+    d_model: int
+    source: str
+
+
+MODEL_SHAPES: dict[str, ModelShape] = {m.name: m for m in (
+    ModelShape("BERT-base", 110e6, 12, 768, "Devlin et al. 2019"),
+    ModelShape("GPT-2 XL", 1.5e9, 48, 1600, "Radford et al. 2019"),
+    ModelShape("GPT-3 13B", 13e9, 40, 5140, "Brown et al. 2020, Table 2.1"),
+    ModelShape("GPT-3 175B", 175e9, 96, 12288, "Brown et al. 2020, Table 2.1"),
+)}
+
+# Two runs of about the same compute (Hoffmann et al. 2022, Table 1 and §4.1): Gopher followed the
+# earlier practice (few tokens per parameter), Chinchilla the compute-optimal ≈20 tokens per parameter.
+SCALING_RUNS: dict[str, PublishedRun] = {run.name: run for run in (
+    GPT3,
+    PublishedRun("Gopher 280B", params=280e9, tokens=300e9, reported_flops=None, hardware="TPUv3",
+                 source="Rae et al. 2021; Hoffmann et al. 2022, Table 1"),
+    PublishedRun("Chinchilla 70B", params=70e9, tokens=1.4e12, reported_flops=None, hardware="TPUv3/TPUv4",
+                 source="Hoffmann et al. 2022, Training Compute-Optimal Large Language Models"),
+)}

@@ -49,6 +49,21 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(float_copy, {nn.Linear}, dtype=torch.qint8)
 
 
+def with_quantized_linear_weights(model: nn.Module, quantize: Callable[[Any], tuple[Any, float]]) -> nn.Module:
+    """A copy of ``model`` whose every Linear weight is ``q * scale`` from ``quantize(w)`` (a NumPy
+    float32 copy in, ``(int8 array, scale)`` out): the accuracy int8 weights give, computed in float32."""
+    import numpy as np
+
+    quantized = copy.deepcopy(model)
+    for module in quantized.modules():
+        if isinstance(module, nn.Linear):
+            w = module.weight.detach().cpu().numpy().copy()
+            q, scale = quantize(w)
+            module.weight.data = torch.as_tensor(np.asarray(q, dtype=np.float32) * float(scale),
+                                                 device=module.weight.device)
+    return quantized
+
+
 def linear_weight_count(model: nn.Module) -> int:
     """Weights of the nn.Linear layers (no biases): the numbers int8 dynamic quantization stores as int8."""
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))

@@ -41,11 +41,14 @@ BATCHNORM_MODES = {  # short name → (what the table says, build options)
     "frozen": ("frozen (inference statistics)", {"synchronized_bn": False, "frozen": True}),
     "synchronized": ("synchronized across replicas", {"synchronized_bn": True, "frozen": False}),
     "per-replica": ("per replica (Keras default)", {"synchronized_bn": False, "frozen": False}),
+    # The synchronized step again in float64: what is left of its float32 difference is rounding, not a bug.
+    "synchronized-float64": ("synchronized, in float64", {"synchronized_bn": True, "frozen": False,
+                                                          "float64": True}),
 }
 
 
 def weights_after_one_step(strategy: Any, x: Any, y: Any, seed: int, *, synchronized_bn: bool,
-                           frozen: bool) -> tuple[list[Any], list[Any], float]:
+                           frozen: bool, float64: bool = False) -> tuple[list[Any], list[Any], float]:
     """Trainable weights of the lab 07 CNN (dropout off) before and after one SGD step on (x, y), and its loss.
 
     The step is written out, as ``fit`` does it under a strategy: each replica sums the loss over its
@@ -53,8 +56,19 @@ def weights_after_one_step(strategy: Any, x: Any, y: Any, seed: int, *, synchron
     the replicas' gradients, so the update is the full-batch mean gradient. ``frozen`` sets BatchNorm's
     ``trainable=False``, which in Keras also makes it normalise with its moving statistics. It runs
     eagerly: one step does not repay the seconds ``tf.function`` needs to trace a distributed step.
+    ``float64`` builds the model under Keras' float64 policy (restored afterwards) and feeds float64 data.
     """
     import keras
+    import numpy as np
+
+    if float64:
+        previous = keras.config.dtype_policy().name
+        keras.config.set_dtype_policy("float64")
+        try:
+            return weights_after_one_step(strategy, np.asarray(x, np.float64), np.asarray(y, np.float64), seed,
+                                          synchronized_bn=synchronized_bn, frozen=frozen)
+        finally:
+            keras.config.set_dtype_policy(previous)
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)

@@ -304,10 +304,12 @@ def fill_mask_explorer(model, tokenizer, text: str = "To be or not to b[MASK]", 
     return widgets.VBox([line, slider, summary, output])
 
 
-def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11):
-    """Lab 12: sliders for parameters N, tokens D, utilisation, GPUs, the (assumed) price per GPU-hour and the
-    power per GPU, a menu of accelerators (peak FLOP/s, and their board power as the power default); the text
-    gives 6·N·D FLOPs, GPU-hours, days, cost and energy (dlcourse.compute)."""
+def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11, pue: float = 1.0,
+                          grid_g_per_kwh: float = 0.0):
+    """Lab 13: sliders for parameters N, tokens D, utilisation, GPUs, the (assumed) price per GPU-hour, the
+    power per GPU, the facility's PUE and the grid's CO2 per kWh, a menu of accelerators (peak FLOP/s, and their
+    board power as the power default); the text gives 6·N·D FLOPs, GPU-hours, days, cost, the boards' energy and
+    the facility's, and the CO2 (dlcourse.compute)."""
     import html
 
     import ipywidgets as widgets
@@ -328,20 +330,26 @@ def compute_cost_explorer(params: float = 110e6, tokens: float = 1.28e11):
                                 continuous_update=False)
     power = widgets.IntSlider(value=ACCELERATORS["A100"].watts, min=50, max=1500, step=10, description="W per GPU",
                               continuous_update=False)
+    facility = widgets.FloatSlider(value=pue, min=1.0, max=2.5, step=0.05, description="PUE",
+                                   continuous_update=False)
+    grid = widgets.IntSlider(value=round(grid_g_per_kwh), min=0, max=1000, step=10, description="g CO2/kWh",
+                             continuous_update=False)
     summary = widgets.HTML()
 
     def draw(*_: object) -> None:
         estimate = estimate_training(n_params.value, n_tokens.value, peak_flops=ACCELERATORS[chip.value].peak_flops,
                                      watts=power.value, utilisation=utilisation.value, n_gpus=gpus.value,
-                                     price_per_gpu_hour=price.value)
+                                     price_per_gpu_hour=price.value, pue=facility.value,
+                                     grid_g_per_kwh=grid.value)
         summary.value = "<br>".join(html.escape(line) for line in estimate_summary(estimate).splitlines())
 
     def pick_chip(change: dict) -> None:
         power.value = ACCELERATORS[change["new"]].watts  # its datasheet board power; the slider can override it
 
     chip.observe(pick_chip, names="value")
-    controls = (n_params, n_tokens, chip, utilisation, gpus, price, power)
+    controls = (n_params, n_tokens, chip, utilisation, gpus, price, power, facility, grid)
     for control in controls:
         control.observe(draw, names="value")
     draw()
-    return widgets.VBox([widgets.HBox(list(controls[:3])), widgets.HBox(list(controls[3:])), summary])
+    return widgets.VBox([widgets.HBox(list(controls[:3])), widgets.HBox(list(controls[3:7])),
+                         widgets.HBox(list(controls[7:])), summary])

@@ -2,54 +2,68 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+import torch
 
-from dlcourse import compute
-from dlcourse.checks.lab12 import (check_combine_gradients, check_compute_estimate, check_ddp_schedule,
-                                   check_param_formulas, check_quantize_int8)
-
-
-def test_param_formulas() -> None:
-    assert check_param_formulas.evaluate(compute.conv2d_params, compute.linear_params).passed
-    result = check_param_formulas.evaluate(lambda c_in, c_out, k, bias=True: c_in * c_out * k * k,
-                                           compute.linear_params)
-    assert result.status == "failed" and "one bias per filter" in result.hint
-    assert check_param_formulas.evaluate(None, compute.linear_params).status == "not_attempted"
-    assert "should be a function" in check_param_formulas.evaluate(3, compute.linear_params).message
+from dlcourse import checkpoint, mixed_precision
+from dlcourse.checks.lab12 import check_amp_train_step, check_checkpoint, check_quantize_int8
 
 
-def test_compute_estimate() -> None:
-    def hours(flops, peak, util):
-        return flops / (peak * util) / 3600
+def test_amp_train_step() -> None:
+    assert check_amp_train_step.evaluate(mixed_precision.amp_train_step).passed
+    assert check_amp_train_step.evaluate(None).status == "not_attempted"
 
-    assert check_compute_estimate.evaluate(compute.training_flops, hours).passed
-    assert "4·N" in check_compute_estimate.evaluate(lambda n, d: 2 * n * d, hours).hint
-    assert "3,600" in check_compute_estimate.evaluate(compute.training_flops,
-                                                      lambda f, p, u: f / (p * u)).hint
-    assert check_compute_estimate.evaluate(compute.training_flops, lambda f, p, u: "soon").status == "failed"
+    def no_autocast(model, optimizer, scaler, x, y, loss_fn, dtype):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.item()
+
+    result = check_amp_train_step.evaluate(no_autocast)
+    assert result.status == "failed" and "autocast" in result.message
+
+    def plain_step(model, optimizer, scaler, x, y, loss_fn, dtype):  # steps through the overflow
+        optimizer.zero_grad()
+        with torch.autocast(x.device.type, dtype=dtype):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        optimizer.step()
+        scaler.update()
+        return loss.item()
+
+    result = check_amp_train_step.evaluate(plain_step)
+    assert result.status == "failed" and "skipped" in result.message
+
+    def no_update(model, optimizer, scaler, x, y, loss_fn, dtype):
+        optimizer.zero_grad()
+        with torch.autocast(x.device.type, dtype=dtype):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        return loss.item()
+
+    result = check_amp_train_step.evaluate(no_update)
+    assert result.status == "failed" and "scaler.update()" in result.hint
 
 
-def test_combine_gradients() -> None:
-    def weighted(grads, sizes):
-        return sum(n * g for n, g in zip(sizes, grads)) / sum(sizes)
+def test_checkpoint() -> None:
+    assert check_checkpoint.evaluate(checkpoint.checkpoint_payload, checkpoint.restore_state).passed
 
-    assert check_combine_gradients.evaluate(weighted).passed
-    plain = check_combine_gradients.evaluate(lambda grads, sizes: np.mean(grads, axis=0))
-    assert plain.status == "failed" and "biased" in plain.hint and "[64, 36]" in plain.message
-    assert check_combine_gradients.evaluate(lambda grads, sizes: grads[0]).status == "failed"
+    def forgets_position(state, payload):
+        checkpoint.restore_state(state, payload)
+        state.position = 0
 
+    result = check_checkpoint.evaluate(checkpoint.checkpoint_payload, forgets_position)
+    assert result.status == "failed" and "same position" in result.message
 
-def test_ddp_schedule() -> None:
-    def right(n, b, w, a=1):
-        per_rank = math.ceil(n / w)
-        return b * w * a, per_rank, math.ceil(per_rank / b)
+    def saves_objects(state):
+        return {"model": state.model, "generator": state.generator}
 
-    assert check_ddp_schedule.evaluate(right).passed
-    dropped = check_ddp_schedule.evaluate(lambda n, b, w, a=1: (b * w * a, n // w, math.ceil((n // w) / b)))
-    assert dropped.status == "failed" and "samples_per_rank" in dropped.message and "repeats" in dropped.hint
-    assert "three integers" in check_ddp_schedule.evaluate(lambda n, b, w, a=1: b * w * a).message
+    result = check_checkpoint.evaluate(saves_objects, checkpoint.restore_state)
+    assert result.status == "failed" and "weights_only" in result.message
 
 
 def test_quantize_int8() -> None:
@@ -64,3 +78,21 @@ def test_quantize_int8() -> None:
     floats = check_quantize_int8.evaluate(lambda w: (np.round(w / (np.abs(w).max() / 127)), float(np.abs(w).max() / 127)))
     assert "int8" in floats.message
     assert "pair" in check_quantize_int8.evaluate(lambda w: w).message
+
+
+def test_a_wrong_restore_breaks_the_labs_resume(tmp_path) -> None:
+    """The lab's resume runs the student's checkpoint_payload and restore_state: a wrong one shows."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(48, 1, 28, 28, generator=gen), torch.randint(0, 10, (48,), generator=gen)
+
+    def forgets_the_optimizer(state, payload):
+        payload = dict(payload)
+        optimizer = payload.pop("optimizer")
+        checkpoint.restore_state(state, {**payload, "optimizer": {"state": {}, "param_groups":
+                                                                  optimizer["param_groups"]}})
+
+    kwargs = dict(total_steps=6, interrupt_at=3, batch_size=16, seed=0, forget_pieces=())
+    right = checkpoint.resume_demo(x, y, folder=tmp_path / "right", **kwargs)
+    wrong = checkpoint.resume_demo(x, y, folder=tmp_path / "wrong", restore=forgets_the_optimizer, **kwargs)
+    assert right["identical"] and right["max_abs_diff"] == 0
+    assert not wrong["identical"] and wrong["max_abs_diff"] > 0

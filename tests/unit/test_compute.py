@@ -157,3 +157,31 @@ def test_summary_and_table_formatting() -> None:
 def test_bad_input_is_a_sentence(call, words) -> None:
     with pytest.raises(ValueError, match=words):
         call()
+
+
+def test_bert_base_with_the_papers_mix_of_lengths_is_a_third_of_the_upper_bound() -> None:
+    from dlcourse import compute
+
+    tokens = compute.bert_base_tokens()
+    assert abs(tokens - 1_000_000 * 256 * (0.9 * 128 + 0.1 * 512)) < 1  # 4.26e10
+    assert 0.32 < tokens / (1_000_000 * 256 * 512) < 0.33
+
+
+def test_chinchilla_memory_serving_and_energy() -> None:
+    import pytest
+
+    from dlcourse import compute
+
+    n, d = compute.chinchilla_optimal(6 * 70e9 * 1.4e12)  # Chinchilla's own budget gives back 70B and 1.4T
+    assert abs(n - 70e9) / 70e9 < 1e-9 and abs(d - 1.4e12) / 1.4e12 < 1e-9
+    assert compute.training_memory_bytes(175e9) == 16 * 175e9
+    assert compute.kv_cache_bytes_per_token(96, 12288) == 2 * 96 * 12288 * 2  # GPT-3: 4.7 MB per token
+    tokens_per_s, usd = compute.serving_cost_per_million_tokens(1e9, 1e15, 0.5, 3.6)
+    assert tokens_per_s == pytest.approx(250_000) and usd == pytest.approx(1e-3 / 250_000 * 1e6)
+    assert compute.facility_kwh(400, 8, 10, 1.5) == pytest.approx(48.0)
+    assert compute.co2_kg(48.0, 400) == pytest.approx(19.2)
+    estimate = compute.estimate_training(110e6, 1.28e11, peak_flops=312e12, pue=1.2, grid_g_per_kwh=400)
+    assert estimate.facility_kwh == pytest.approx(estimate.energy_kwh * 1.2)
+    assert "kg CO2 at an assumed 400 g per kWh" in compute.estimate_summary(estimate)
+    with pytest.raises(ValueError, match="at least 1.0"):
+        compute.estimate_training(1e6, 1e6, peak_flops=1e12, pue=0.9)

@@ -1,4 +1,4 @@
-"""Lab 12's compute-cost explorer builds headless, and its text follows every control."""
+"""Lab 13's compute-cost explorer builds headless, and its text follows every control."""
 
 from __future__ import annotations
 
@@ -39,3 +39,15 @@ def test_explorer_text_follows_the_controls() -> None:
     assert f"{hours_h100 * 700 / 1000:.3g} kWh" in summary.value
     controls["W per GPU"].value = 350
     assert f"{hours_h100 * 350 / 1000:.3g} kWh" in summary.value
+
+
+def test_explorer_counts_the_facility_and_its_co2() -> None:
+    controls = _controls(compute_cost_explorer(params=110e6, tokens=1.28e11, pue=1.2, grid_g_per_kwh=400))
+    summary = controls["summary"]
+    boards = 6 * 110e6 * 1.28e11 / (312e12 * 0.4) / 3600 * 400 / 1000  # 75.2 kWh for the A100 boards
+    assert f"{boards * 1.2:.3g} kWh at the facility (PUE 1.20)" in summary.value
+    assert f"{boards * 1.2 * 400 / 1000:.3g} kg CO2 at an assumed 400 g per kWh" in summary.value
+    controls["PUE"].value = 1.5
+    assert f"{boards * 1.5:.3g} kWh at the facility (PUE 1.50)" in summary.value
+    controls["g CO2/kWh"].value = 50
+    assert f"{boards * 1.5 * 50 / 1000:.3g} kg CO2" in summary.value

@@ -1,5 +1,6 @@
-"""Checks for lab 12 (scaling up): parameter counts by formula, the 6·N·D compute estimate, combining
-gradients from data-parallel shards, the DDP batch arithmetic, and symmetric int8 quantization.
+"""Checks for lab 13 (many machines, and what they cost): parameter counts by formula, the 6·N·D compute
+estimate, Chinchilla's compute-optimal size, training and serving memory, the cost of generated tokens,
+energy at the facility; combining data-parallel gradients and the DDP batch arithmetic are in lab13_parallel.
 
 NumPy only: a light interpreter imports this module (torch is imported inside a check when needed)."""
 
@@ -8,13 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+from dlcourse.check import expect, expect_callable, expect_number, exercise
+from dlcourse.checks.lab13_parallel import check_combine_gradients, check_ddp_schedule  # registers 13.7 and 13.8
 
-from dlcourse.check import expect, expect_array, expect_callable, expect_number, exercise
 
-
-# ------------------------------------------------------------------------------------------- 12.1
-@exercise("12.1", "Count parameters by formula", wrong_answers={
+# ------------------------------------------------------------------------------------------- 13.1
+@exercise("13.1", "Count parameters by formula", wrong_answers={
     "kernel counted once, not k×k": ["return c_in * c_out * kernel + (c_out if bias else 0)", None],
     "one bias for the whole layer": ["return c_in * c_out * kernel * kernel + (1 if bias else 0)", None],
     "Linear without its bias": [None, "return n_in * n_out"],
@@ -41,8 +41,8 @@ def check_param_formulas(conv2d_params: Any, linear_params: Any) -> str:
     return f"Both formulas agree with PyTorch; the lab 08 CNN has {total:,} trainable parameters."
 
 
-# ------------------------------------------------------------------------------------------- 12.2
-@exercise("12.2", "Training compute and GPU-hours", wrong_answers={
+# ------------------------------------------------------------------------------------------- 13.2
+@exercise("13.2", "Training compute and GPU-hours", wrong_answers={
     "forward pass only (2·N·D)": ["return 2 * n_params * n_tokens", None],
     "seconds, not hours": [None, "return flops / (peak_flops * utilisation)"],
     "utilisation ignored (peak speed)": [None, "return flops / peak_flops / 3600"],
@@ -63,99 +63,111 @@ def check_compute_estimate(training_flops: Any, gpu_hours: Any) -> str:
     return f"Right: GPT-3 needs {6 * 175e9 * 300e9:.3g} FLOPs by 6·N·D (Brown et al. 2020 report 3.14e23)."
 
 
-# ------------------------------------------------------------------------------------------- 12.3
-def _least_squares_gradient(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Gradient of the MEAN squared error (1/n)·Σ (x_i·w − y_i)² with respect to w."""
-    return 2 * x.T @ (x @ w - y) / len(x)
 
 
-@exercise("12.3", "Combine the gradients of data-parallel shards", wrong_answers={
-    "plain mean of the shard gradients": "return np.mean(np.stack(shard_grads), axis=0)",
-    "sum of the shard gradients": "return np.sum(np.stack(shard_grads), axis=0)",
+# ------------------------------------------------------------------------------------------- 13.3
+@exercise("13.3", "Chinchilla's compute-optimal model size", wrong_answers={
+    "no square root": "n_params = compute_flops / (6 * tokens_per_param)\nn_tokens = tokens_per_param * n_params",
+    "2·N·D instead of 6·N·D": "n_params = math.sqrt(compute_flops / (2 * tokens_per_param))\n"
+                              "n_tokens = tokens_per_param * n_params",
+    "tokens per parameter ignored (20 typed in)": "n_params = math.sqrt(compute_flops / 120)\nn_tokens = 20 * n_params",
+}, accepted_answers={
+    "tokens first": "n_tokens = math.sqrt(compute_flops * tokens_per_param / 6)\nn_params = n_tokens / tokens_per_param",
 })
-def check_combine_gradients(combine_gradients: Any) -> str:
-    expect_callable(combine_gradients, name="combine_gradients")
-    rng = np.random.default_rng(12)
-    x, y, w = rng.normal(size=(100, 5)), rng.normal(size=100), rng.normal(size=5)
-    full = _least_squares_gradient(x, y, w)
-    for sizes in [(50, 50), (25, 25, 25, 25), (64, 36), (10, 30, 60)]:
-        bounds = np.cumsum((0,) + sizes)
-        shards = [_least_squares_gradient(x[a:b], y[a:b], w) for a, b in zip(bounds[:-1], bounds[1:])]
-        got = combine_gradients(shards, list(sizes))
-        equal = len(set(sizes)) == 1
-        expect_array(got, full, name=f"combine_gradients(...) for shards of sizes {list(sizes)}", rtol=1e-9, atol=1e-12,
-                     hint="Each shard's gradient is a MEAN over its own samples. The full-batch mean weights every "
-                          "sample once, so shard r counts n_r times: Σ n_r·g_r / Σ n_r."
-                          + ("" if equal else " With equal shards that is the plain average, which is what DDP "
-                                              "computes; with unequal shards the plain average is biased."))
-    return "Right: with equal shards this is DDP's all-reduce average, and it equals the full-batch gradient."
+def check_chinchilla(chinchilla_optimal: Any) -> str:
+    from dlcourse.compute import chinchilla_optimal as reference
 
-
-# ------------------------------------------------------------------------------------------- 12.4
-def _ddp_schedule(n: int, per_device: int, world: int, accumulation: int) -> tuple[int, int, int]:
-    per_rank = math.ceil(n / world)  # DistributedSampler(drop_last=False) pads by repeating samples
-    return per_device * world * accumulation, per_rank, math.ceil(per_rank / per_device)
-
-
-@exercise("12.4", "Batch arithmetic under DistributedDataParallel", wrong_answers={
-    "gradient accumulation left out": "effective_batch = per_device_batch * world_size\n"
-                                      "samples_per_rank = math.ceil(n_samples / world_size)\n"
-                                      "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
-    "every rank sees the whole data set": "effective_batch = per_device_batch * world_size * accumulation_steps\n"
-                                          "samples_per_rank = n_samples\n"
-                                          "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
-    "DistributedSampler drops the remainder": "effective_batch = per_device_batch * world_size * accumulation_steps\n"
-                                              "samples_per_rank = n_samples // world_size\n"
-                                              "batches_per_rank = math.ceil(samples_per_rank / per_device_batch)",
-})
-def check_ddp_schedule(ddp_schedule: Any) -> str:
-    expect_callable(ddp_schedule, name="ddp_schedule")
-    cases = [(60_000, 32, 2, 1), (60_000, 32, 2, 4), (10_001, 64, 4, 1), (1_281_167, 32, 256, 1), (50, 8, 3, 2)]
-    for n, b, w, a in cases:
-        got = ddp_schedule(n, b, w, a)
-        expect(isinstance(got, tuple) and len(got) == 3,
-               "`ddp_schedule` should return a tuple of three integers: (effective_batch, samples_per_rank, "
-               "batches_per_rank).")
-        want = _ddp_schedule(n, b, w, a)
-        for name, g, v in zip(("effective_batch", "samples_per_rank", "batches_per_rank"), got, want):
-            expect_number(g, v, name=f"{name} for n_samples={n:,}, per_device_batch={b}, world_size={w}, "
-                                     f"accumulation_steps={a}", integer=True, rtol=0, atol=0,
-                          hint="One optimizer step averages per_device_batch × world_size × accumulation_steps samples. "
-                               "DistributedSampler gives each rank ceil(n / world_size) samples (it repeats a few "
-                               "to make the shards equal), and the last batch of a rank may be short.")
-    return "Right: with 2 ranks of 32 the effective batch is 64, the lab 08 recipe's batch size."
-
-
-# ------------------------------------------------------------------------------------------- 12.5
-def _quantize(w: np.ndarray) -> tuple[np.ndarray, float]:
-    scale = float(np.abs(w).max()) / 127
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
-
-
-@exercise("12.5", "Symmetric int8 quantization", wrong_answers={
-    "scale from the unsigned range (255)": "scale = float(np.abs(w).max()) / 255\n"
-                                           "q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)",
-    "truncation instead of rounding": "scale = float(np.abs(w).max()) / 127\n"
-                                      "q = (w / scale).astype(np.int8)",
-    "scale from the largest value, not the largest magnitude": "scale = float(w.max()) / 127\n"
-                                                               "q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)",
-})
-def check_quantize_int8(quantize_int8: Any) -> str:
-    expect_callable(quantize_int8, name="quantize_int8")
-    rng = np.random.default_rng(5)
-    for w in [rng.normal(0, 0.05, size=(128, 64)).astype(np.float32),
-              np.array([[-1.0, 0.2, 0.5], [0.25, -0.01, 0.3]], dtype=np.float32)]:
-        got = quantize_int8(w.copy())
+    expect_callable(chinchilla_optimal, name="chinchilla_optimal")
+    for c, r in [(3.14e23, 20), (5.76e23, 20), (1e21, 11.5), (8.4e19, 37)]:
+        got = chinchilla_optimal(c, r)
         expect(isinstance(got, tuple) and len(got) == 2,
-               "`quantize_int8` should return a pair (q, scale): the int8 array and the float scale.")
-        q, scale = got
-        want_q, want_scale = _quantize(w)
-        expect_number(scale, want_scale, name="scale", rtol=1e-6,
-                      hint="Symmetric quantization maps the largest MAGNITUDE max|w| to 127, so scale = max|w| / 127 "
-                           "(int8 runs from −128 to 127; −128 stays unused to keep the range symmetric).")
-        q = np.asarray(q)
-        expect(q.dtype == np.int8, f"q should have dtype int8, not {q.dtype}.", "Finish with .astype(np.int8).")
-        expect_array(q, want_q, name="q", rtol=0, atol=0,
-                     hint="Round to the NEAREST integer (np.round) before the cast: .astype(np.int8) alone truncates "
-                          "toward zero and doubles the worst-case error.")
-    return f"Right: w ≈ q·scale, and rounding moves no weight by more than scale/2 ({want_scale / 2:.4f} here)."
+               "`chinchilla_optimal` should return a pair (n_params, n_tokens).")
+        want = reference(c, r)
+        for name, g, w in zip(("n_params", "n_tokens"), got, want):
+            expect_number(g, w, name=f"{name} for compute_flops={c:.3g}, tokens_per_param={r}", rtol=1e-9,
+                          hint="Spend C = 6·N·D with D = r·N: then C = 6·r·N², so N = sqrt(C / (6·r)) and D = r·N.")
+    n, d = reference(3.14e23, 20)
+    return (f"Right: GPT-3's compute (3.14e23 FLOPs) would be spent best on about {n / 1e9:.0f}B parameters and "
+            f"{d / 1e12:.1f}T tokens, not 175B and 0.3T.")
+
+
+# ------------------------------------------------------------------------------------------- 13.4
+@exercise("13.4", "Training and serving memory", wrong_answers={
+    "one optimizer state, not the number asked": [
+        "per_param = weight_bytes + grad_bytes + master_bytes + state_bytes\nreturn n_params * per_param", None],
+    "master weights left out": [
+        "per_param = weight_bytes + grad_bytes + optimizer_states * state_bytes\nreturn n_params * per_param", None],
+    "keys only, no values": [None, "return n_layers * d_model * bytes_per_number"],
+    "16 bytes per parameter typed in": ["return 16 * n_params", None],
+})
+def check_memory(training_memory_bytes: Any, kv_cache_bytes_per_token: Any) -> str:
+    from dlcourse import compute
+
+    expect_callable(training_memory_bytes, name="training_memory_bytes")
+    expect_callable(kv_cache_bytes_per_token, name="kv_cache_bytes_per_token")
+    for n, kw in [(110e6, {}), (7e9, dict(weight_bytes=4, grad_bytes=4, master_bytes=0, optimizer_states=2,
+                                          state_bytes=4)),
+                  (1.5e9, dict(weight_bytes=2, grad_bytes=2, master_bytes=4, optimizer_states=1, state_bytes=2)),
+                  (3e8, dict(weight_bytes=1, grad_bytes=2, master_bytes=4, optimizer_states=3, state_bytes=4))]:
+        expect_number(training_memory_bytes(n, **kw), compute.training_memory_bytes(n, **kw),
+                      name=f"training_memory_bytes({n:.3g}{''.join(f', {k}={v}' for k, v in kw.items())})", rtol=1e-9,
+                      hint="Per parameter: its 16-bit weight, its gradient, the float32 master copy and each of the "
+                           "optimizer's states (Adam keeps two: m and v), each at the bytes given.")
+    for layers, d, b in [(12, 768, 2), (96, 12288, 2), (40, 5140, 1), (7, 300, 4)]:
+        expect_number(kv_cache_bytes_per_token(layers, d, b), compute.kv_cache_bytes_per_token(layers, d, b),
+                      name=f"kv_cache_bytes_per_token({layers}, {d}, {b})", rtol=1e-12,
+                      hint="Every layer caches one key AND one value vector of d_model numbers per token: "
+                           "2 · layers · d_model · bytes per number.")
+    gpt3 = compute.kv_cache_bytes_per_token(96, 12288, 2)
+    return (f"Right: 16 bytes per parameter to train in mixed precision, and GPT-3 caches {gpt3 / 1e6:.2f} MB "
+            "per token it has seen.")
+
+
+# ------------------------------------------------------------------------------------------- 13.5
+@exercise("13.5", "Tokens per second and the price of a million tokens", wrong_answers={
+    "6·N FLOPs per token (training, not generating)":
+        "tokens_per_s = peak_flops * utilisation / (6 * n_params)\n"
+        "cost = price_per_gpu_hour / 3600 / tokens_per_s * 1e6",
+    "cost per token, not per million": "tokens_per_s = peak_flops * utilisation / (2 * n_params)\n"
+                                       "cost = price_per_gpu_hour / 3600 / tokens_per_s",
+    "hours, not seconds": "tokens_per_s = peak_flops * utilisation / (2 * n_params)\n"
+                          "cost = price_per_gpu_hour / tokens_per_s * 1e6",
+})
+def check_serving_cost(serving_cost: Any) -> str:
+    from dlcourse.compute import serving_cost_per_million_tokens as reference
+
+    expect_callable(serving_cost, name="serving_cost")
+    for n, peak, util, price in [(7e9, 989e12, 0.3, 3.0), (175e9, 312e12, 0.45, 2.2), (1.5e9, 125e12, 0.1, 0.9)]:
+        got = serving_cost(n, peak, util, price)
+        expect(isinstance(got, tuple) and len(got) == 2,
+               "`serving_cost` should return a pair (tokens_per_s, usd_per_million_tokens).")
+        want = reference(n, peak_flops=peak, utilisation=util, price_per_gpu_hour=price)
+        for name, g, w in zip(("tokens_per_s", "usd_per_million_tokens"), got, want):
+            expect_number(g, w, name=f"{name} for N={n:.3g}, peak {peak:.3g}, utilisation {util}, ${price}/h",
+                          rtol=1e-9,
+                          hint="A generated token is one forward pass: about 2·N FLOPs. The GPU sustains "
+                               "utilisation × peak FLOP/s, and a GPU-hour has 3,600 seconds; a million tokens take "
+                               "1e6 / tokens_per_s of them.")
+    return "Right: a generated token costs one forward pass, 2·N FLOPs, a third of a training token."
+
+
+# ------------------------------------------------------------------------------------------- 13.6
+@exercise("13.6", "Energy at the facility, and its CO2", wrong_answers={
+    "PUE left out (GPU boards only)": ["return board_watts * n_gpus * hours / 1000", None],
+    "watt-hours, not kWh": ["return board_watts * n_gpus * hours * pue", None],
+    "kg from grams forgotten": [None, "return kwh * grid_g_per_kwh"],
+}, accepted_answers={
+    "kW first": ["kw = board_watts / 1000 * n_gpus\nreturn kw * pue * hours", None],
+})
+def check_energy(facility_kwh: Any, co2_kg: Any) -> str:
+    expect_callable(facility_kwh, name="facility_kwh")
+    expect_callable(co2_kg, name="co2_kg")
+    for w, n, h, pue in [(700, 8, 24.5, 1.2), (400, 1, 187, 1.58), (300, 1024, 355, 1.1)]:
+        expect_number(facility_kwh(w, n, h, pue), w * n * h * pue / 1000,
+                      name=f"facility_kwh({w}, {n}, {h}, {pue})", rtol=1e-9,
+                      hint="The boards draw watts × GPUs for the hours (watt-hours; ÷ 1000 for kWh), and the "
+                           "facility draws PUE times what its IT equipment does.")
+    for kwh, g in [(226.0, 400), (5e6, 35), (1.0, 820)]:
+        expect_number(co2_kg(kwh, g), kwh * g / 1000, name=f"co2_kg({kwh}, {g})", rtol=1e-9,
+                      hint="kWh × grams of CO2 per kWh gives grams; ÷ 1000 for kilograms.")
+    return "Right: the facility's meter, not the GPU's, is what the grid and the climate see."
