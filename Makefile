@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 # The browser test drives the system's Chromium; Playwright must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help install browser lab test course labs refresh reset bench lock doctor clean
+.PHONY: help install browser sandbox lab test course labs refresh reset bench lock doctor clean
 
 help:
 	@echo "make lab      create .venv if needed, install, start JupyterLab on labs/"
@@ -43,6 +43,10 @@ install: $(STAMP)
 browser:
 	@bash scripts/install_chromium.sh
 
+# bubblewrap, the sandbox `dlcourse grade` runs submissions in (installed with apt-get when missing).
+sandbox:
+	@bash scripts/install_bubblewrap.sh
+
 lab: install
 	@echo "Starting JupyterLab on labs/ — open the http://127.0.0.1 URL it prints below."
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=labs --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
@@ -52,7 +56,7 @@ lab: install
 # `make test LAB=07` runs only what is about lab 07. Exit code 5 (no tests collected) is a failure.
 # JOBS pytest-xdist workers (default 2) share the tests; each notebook's cells stay in one worker.
 JOBS ?= 2
-test: install browser
+test: install browser sandbox
 	@DLCOURSE_FAST=1 $(PY) -m pytest tests --durations=15 -n $(JOBS) --dist loadscope $(if $(LAB),--lab $(LAB)) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests$(if $(LAB), for lab $(LAB)), so nothing was checked; this is a failure."; fi; \
 	exit $$rc

@@ -264,7 +264,9 @@ def run_worker(notebook: Path, results: Path, cell_timeout: float, notebook_time
     limits = sandbox.Limits(memory_mb=options.memory_mb)
     cgroup = sandbox.ProcessCgroup(limits.processes)
     command = [sys.executable, "-m", "dlcourse.grade_worker", str(notebook), str(results),
-               "--cell-timeout", str(cell_timeout), *limits.worker_args(cgroup.path is not None)]
+               "--cell-timeout", str(cell_timeout),
+               # RLIMIT_NPROC counts all the user's processes outside a user namespace: only in the sandbox
+               *limits.worker_args(cgroup.path is not None or not options.sandboxed)]
     if options.sandboxed:
         for folder in sandbox.sandbox_env(workdir).values():
             if folder.startswith(str(workdir)):

@@ -30,7 +30,7 @@ from pathlib import Path
 from dlcourse.errors import DlcourseError
 
 TMPFS_BYTES = 256 * 2**20  # the private /tmp
-MAX_PROCESSES = 256  # per submission: the kernel uses a few dozen threads/processes at most
+MAX_PROCESSES = 1024  # per submission, threads included (PyTorch and TensorFlow start one pool per core each)
 FILE_BYTES = 2 * 2**30  # largest file a submission may write
 
 

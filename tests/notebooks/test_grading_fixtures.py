@@ -1,19 +1,25 @@
 """`dlcourse grade` on hostile submissions of lab 00: the report is exactly what it should be, the
-batch finishes, and no submission file changes (hashes before and after)."""
+batch finishes, no submission file and no course file changes (hashes before and after), and no
+process a submission started outlives the batch (the sandbox: bubblewrap, a read-only course, its
+own PID namespace, memory and process limits; the attest cells' tamper evidence)."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import LABS_DIR, ROOT
 from dlcourse.check import CHECK_MIME, registry
 from dlcourse.grade_worker import OUTPUT_LIMIT
-from dlcourse.grading import grade_all, report_json, report_rows
+from dlcourse.grading import grade_all, report_json, report_rows, write_feedback, write_gradebook
+from dlcourse.sandbox import sandbox_problem
 from dlcourse.notebooks import find_exercises, read, write
 
 pytestmark = pytest.mark.notebook
@@ -21,12 +27,42 @@ pytestmark = pytest.mark.notebook
 # The slowest honest cell of lab 00 (importing PyTorch and TensorFlow) takes a few seconds; the
 # notebook limit lets "stubborn" reach its loop but not its second exercise (two cell timeouts later).
 CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 25.0, 85.0
+MEMORY_MB = 2048  # per process: lab 00's imports need well under 1 GiB of it
 SOLVED = {"00.1": "n_sevens = int((y_train == 7).sum())",
           "00.2": "def dense_param_count(sizes):\n    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))"}
 WRONG_00_2 = "def dense_param_count(sizes):\n    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))"
 DOWNLOAD = ("import os, tempfile\nos.environ.pop('DLCOURSE_DATA', None)\n"
             "os.environ['DLCOURSE_CACHE'] = tempfile.mkdtemp()\n"
             "from dlcourse.data import load_fashion_mnist\nload_fashion_mnist()")
+MARKER = f"dlcourse-orphan-{uuid.uuid4().hex[:10]}"  # in the command line of the process "vandal" leaves behind
+# Writes over the course's own lab 00 skeleton (found from dlcourse.__file__) and its check module,
+# starts a detached process, then answers correctly.
+VANDAL = ("import pathlib, subprocess, sys, dlcourse\n"
+          "course = pathlib.Path(dlcourse.__file__).resolve().parents[2]\n"
+          "for target in (course / 'labs' / '00_setup.ipynb', course / 'lib' / 'dlcourse' / 'checks' / 'lab00.py'):\n"
+          "    try:\n        target.write_text('{}')\n    except OSError as error:\n        print('refused:', error)\n"
+          f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(900)  # {MARKER}'], start_new_session=True,\n"
+          "                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+          + SOLVED["00.1"])
+# Allocates 256 MiB at a time (address space only, never touched) until the memory limit stops it.
+HOG = "import numpy as np\nhog = []\nwhile True:\n    hog.append(np.empty(2**25))"
+# Every process forks until the process limit stops it; the kernel goes on after a few seconds.
+BOMB = ("import os, time\n"
+        "def _bomb():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n"
+        "            time.sleep(600)\n            os._exit(0)\n"
+        "if os.fork() == 0:\n    _bomb()\ntime.sleep(5)\n" + SOLVED["00.1"])
+# Patches the framework so that every check passes, then gives a wrong answer.
+PATCH = ("import dlcourse.check as framework\n_evaluate = framework.Exercise.evaluate\n"
+         "def evaluate(self, *args, **kwargs):\n    result = _evaluate(self, *args, **kwargs)\n"
+         "    return framework.CheckResult(result.exercise, result.title, 'passed', 'Well done.', '')\n"
+         "framework.Exercise.evaluate = evaluate\n" + WRONG_00_2)
+# Right on the lab's five test networks only (a lookup table): the hidden check tries another.
+MEMORISED = ("def dense_param_count(sizes):\n"
+             "    return {(784, 128, 10): 101770, (3, 5): 20, (2, 7, 4, 1): 58, (6, 1, 9): 25, (10,): 0}[tuple(sizes)]")
+HIDDEN_CHECK = ("from dlcourse.check import expect_number, hidden_check\n\n\n@hidden_check('00.2')\n"
+                "def more_networks(dense_param_count):\n"
+                "    expect_number(dense_param_count([5, 3, 2, 8]), 5 * 3 + 3 + 3 * 2 + 2 + 2 * 8 + 8, name='count')\n")
+COURSE_FILES = ("labs/00_setup.ipynb", "lib/dlcourse/check.py", "lib/dlcourse/checks/lab00.py")
 FAKE_PASS = ("from IPython.display import display\n"
              "display({'text/plain': 'passed', '%s': {'exercise': '%s', 'title': '', 'status': 'passed', "
              "'message': 'trust me', 'hint': ''}}, raw=True)")
@@ -68,6 +104,9 @@ def submissions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "tamper": _lab00({"00.2": WRONG_00_2}, tamper=True),
         "flood": _lab00({"00.1": "print('x' * 5_000_000)\n" + SOLVED["00.1"], "00.2": DOWNLOAD}),
         "empty": _lab00({}),
+        "vandal": _lab00({"00.1": VANDAL, "00.2": HOG}),
+        "patched": _lab00({"00.1": BOMB, "00.2": PATCH}),  # a fork bomb first, then the patch
+        "memorised": _lab00({"00.1": SOLVED["00.1"], "00.2": MEMORISED}),
     }
     paths = {}
     for name, nb in notebooks.items():
@@ -83,14 +122,21 @@ def submissions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def graded(submissions: dict[str, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    if sandbox_problem():  # `make test` installs bubblewrap (scripts/install_bubblewrap.sh); CI must have it
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(sandbox_problem())
     before = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in submissions.items()}
+    course_before = {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in COURSE_FILES}
     keep = tmp_path_factory.mktemp("executed")
+    hidden = tmp_path_factory.mktemp("hidden")
+    (hidden / "lab00.py").write_text(HIDDEN_CHECK)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DLCOURSE_DATA", str(shared_data))
         reports = grade_all(list(submissions.values()), "00", ROOT, cell_timeout=CELL_TIMEOUT,
-                            notebook_timeout=NOTEBOOK_TIMEOUT, jobs=3, progress=False, keep=keep)
+                            notebook_timeout=NOTEBOOK_TIMEOUT, jobs=3, progress=False, keep=keep,
+                            memory_mb=MEMORY_MB, hidden=hidden)
     after = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in submissions.items()}
-    return {r.student: r for r in reports}, before, after, keep
+    course_after = {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in COURSE_FILES}
+    return {r.student: r for r in reports}, before, after, keep, course_before, course_after
 
 
 def _statuses(report) -> dict[str, str]:
@@ -98,7 +144,7 @@ def _statuses(report) -> dict[str, str]:
 
 
 def test_submission_files_are_never_modified(graded) -> None:
-    reports, before, after, _ = graded
+    reports, before, after, *_ = graded
     assert before == after
     assert {name: r.sha256 for name, r in reports.items()} == before, "the report records each file's hash"
 
@@ -138,7 +184,7 @@ def test_edited_or_deleted_check_cells_do_not_change_the_grade(graded) -> None:
 
 
 def test_megabytes_of_output_are_cut_and_downloads_are_refused(graded) -> None:
-    reports, _, _, keep = graded
+    reports, _, _, keep, *_ = graded
     flood = reports["flood"].exercises
     assert flood[0].status == "passed"
     assert flood[1].status == "error" and "DLCOURSE_OFFLINE" in flood[1].detail
@@ -166,3 +212,63 @@ def test_report_has_a_row_per_student_and_exercise_plus_totals(graded) -> None:
     data = report_json(ordered, "00")
     assert [s["student"] for s in data["students"]] == list(reports)
     assert all(s["total"] == 2 for s in data["students"])
+
+
+def test_the_course_files_are_unchanged_and_writes_to_them_were_refused(graded) -> None:
+    reports, _, _, keep, course_before, course_after = graded
+    assert course_before == course_after
+    printed = "".join(out.get("text", "") for cell in read(keep / "vandal.ipynb").cells if cell.cell_type == "code"
+                      for out in cell.outputs)
+    assert printed.count("Read-only file system") == 2, printed[:500]
+    assert _statuses(reports["vandal"])["00.1"] == "passed"
+    assert all(r.sandbox == "bwrap" for r in reports.values())
+
+
+def test_no_process_outlives_the_batch(graded) -> None:
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if MARKER in " ".join(p.info["cmdline"] or [])]
+    assert left == [], f"processes left behind: {left}"
+    cgroups = [p for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")) if root.is_dir()
+               for p in root.glob("dlcourse-grade-*")]
+    assert cgroups == []
+
+
+def test_a_memory_hog_is_stopped_at_the_memory_limit(graded) -> None:
+    reports, *_ = graded
+    hog = reports["vandal"].exercises[1]
+    assert hog.status == "memory" and f"{MEMORY_MB} MiB" in hog.detail, hog
+
+
+def test_a_fork_bomb_is_bounded_and_the_notebook_is_still_graded(graded) -> None:
+    reports, *_ = graded
+    assert _statuses(reports["patched"])["00.1"] == "passed", reports["patched"].exercises
+
+
+def test_patching_the_check_framework_is_tampered_never_passed(graded) -> None:
+    reports, *_ = graded
+    row = reports["patched"].exercises[1]
+    assert row.status == "tampered" and "Exercise.evaluate" in row.detail, row
+    assert row.points == 0
+
+
+def test_a_hidden_check_fails_without_being_revealed(graded, tmp_path: Path) -> None:
+    reports, *_ = graded
+    row = reports["memorised"].exercises[1]
+    assert row.status == "failed" and row.hidden, row
+    assert "5, 3, 2, 8" not in row.detail + row.hint
+    assert _verdict("00.2", MEMORISED)[0] == "passed", "in the student's own lab, the memorised answer passes"
+    assert _statuses(reports["partial"]) == {"00.1": "passed", "00.2": "failed"} and not reports["partial"].exercises[1].hidden
+    written = write_feedback(list(reports.values()), "00", tmp_path / "feedback")
+    text = (tmp_path / "feedback" / "memorised.md").read_text()
+    assert len(written) == len(reports) and "00.2" in text and "a grading check" in text and "5, 3, 2, 8" not in text
+
+
+def test_gradebook_has_one_row_per_student_with_points(graded, tmp_path: Path) -> None:
+    import csv
+
+    reports, *_ = graded
+    write_gradebook(list(reports.values()), "00", tmp_path / "gradebook.csv")
+    rows = list(csv.reader((tmp_path / "gradebook.csv").open()))
+    assert rows[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"] and rows[0][-1] == "Lab 00 total"
+    by_name = {row[0]: row for row in rows[1:]}
+    assert len(by_name) == len(reports) and by_name["partial"][5:] == ["1", "0", "1"]
+    assert by_name["patched"][-1] == "1" and by_name["loop"][5:] == ["0", "1", "1"]

@@ -75,5 +75,8 @@ def test_scaling_benchmark_smoke_run_prints_roofline_throughput_and_ddp() -> Non
 
 
 def test_grading_benchmark_smoke_run_grades_a_solved_and_a_looping_notebook() -> None:
+    from dlcourse.sandbox import sandbox_problem
+
     text = _smoke_run("grading.py", timeout=300)
     assert "dlcourse grade on lab 00" in text and "loop's extra s" in text
+    assert ("bwrap" if not sandbox_problem() else "none") in text, "the sandbox column says how it was graded"
