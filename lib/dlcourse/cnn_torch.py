@@ -8,7 +8,7 @@ no per-sample Python (``Dataset.__getitem__`` + collate), which dominates when t
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ RECIPE: dict[str, Any] = {
     "batch_size": 64,
     "peak_lr": 0.05,  # OneCycleLR: warm up for pct_start of the steps, then anneal (cosine) to ~0
     "pct_start": 0.25,
-    "momentum": 0.9,
+    "momentum": 0.9,  # SGD's argument, but OneCycleLR overrides it: see `recipe_schedule`
     "nesterov": True,
     "weight_decay": 5e-4,
     "label_smoothing": 0.1,
@@ -79,6 +79,49 @@ def recipe_optimizer(params: Any, *, peak_lr: float, total_steps: int
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak_lr, total_steps=total_steps,
                                                     pct_start=pct_start)
     return optimizer, scheduler
+
+
+def recipe_schedule(total_steps: int, peak_lr: float | None = None) -> dict[str, list[float]]:
+    """The learning rate and momentum `recipe_optimizer` actually uses at each of ``total_steps`` steps.
+
+    OneCycleLR (defaults div_factor=25, final_div_factor=1e4, cycle_momentum=True) starts at
+    peak_lr / 25, ends at peak_lr / 25 / 1e4, and cycles SGD's momentum 0.95 → 0.85 → 0.95, replacing
+    RECIPE["momentum"]. Computed on one dummy parameter: no model, no data."""
+    weight = nn.Parameter(torch.zeros(1))
+    optimizer, scheduler = recipe_optimizer([weight], peak_lr=float(RECIPE["peak_lr"] if peak_lr is None else peak_lr),
+                                            total_steps=total_steps)
+    trace: dict[str, list[float]] = {"lr": [], "momentum": []}
+    for _ in range(total_steps):
+        trace["lr"].append(optimizer.param_groups[0]["lr"])
+        trace["momentum"].append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        scheduler.step()
+    return trace
+
+
+def keras_weights(model: nn.Module) -> dict[str, list[np.ndarray]]:
+    """The weights of a trained shared CNN, laid out for ``dlcourse.cnn_keras.build_cnn``'s layers.
+
+    Taken in registration order (conv, BN, conv, BN, Linear, Linear), so any module that creates its
+    layers in that order works. Conv kernels go from (out, in, h, w) to Keras' (h, w, in, out), Linear
+    weights are transposed, and the first Linear layer's inputs are permuted from PyTorch's
+    channel-height-width flattening to Keras' height-width-channel order."""
+    params = [p.detach().cpu().float() for p in model.parameters()]
+    stats = [b.detach().cpu().float() for b in model.buffers() if b.dtype.is_floating_point]
+    if [tuple(p.shape) for p in params] != [tuple(p.shape) for p in MnistCNN().parameters()] or len(stats) != 4:
+        raise ValueError("keras_weights needs the shared CNN: conv, BatchNorm, conv, BatchNorm, Linear, Linear.")
+    conv1, g1, b1, conv2, g2, b2, dense, dense_bias, logits, logits_bias = params
+    hidden = dense.shape[0]
+    dense_hwc = dense.reshape(hidden, 32, 7, 7).permute(0, 2, 3, 1).reshape(hidden, -1)
+    as_numpy = lambda tensors: [t.contiguous().numpy() for t in tensors]  # noqa: E731
+    return {
+        "conv1": as_numpy([conv1.permute(2, 3, 1, 0)]),
+        "bn1": as_numpy([g1, b1, stats[0], stats[1]]),
+        "conv2": as_numpy([conv2.permute(2, 3, 1, 0)]),
+        "bn2": as_numpy([g2, b2, stats[2], stats[3]]),
+        "dense": as_numpy([dense_hwc.T, dense_bias]),
+        "logits": as_numpy([logits.T, logits_bias]),
+    }
 
 
 def build_cnn() -> nn.Module:
@@ -196,8 +239,10 @@ def _checkpoints(total_steps: int, steps_per_epoch: int, per_epoch: int) -> tupl
 
 def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int | None = None,
               peak_lr: float | None = None, seed: int = 0, device: Any = None, channels_last: bool | None = None,
-              target: float = 0.99, progress: bool = True, amp_dtype: torch.dtype | None = None
-              ) -> tuple[nn.Module, TrainResult]:
+              target: float = 0.99, progress: bool = True, amp_dtype: torch.dtype | None = None,
+              build: Callable[[], nn.Module] | None = None, make_batches: Callable[..., Any] | None = None,
+              train_step: Callable[..., float] | None = None, accuracy: Callable[..., float] | None = None,
+              recipe: str = "lab 08 CNN") -> tuple[nn.Module, TrainResult]:
     """Train the shared CNN with the tuned recipe (SGD + Nesterov, OneCycleLR, label smoothing).
 
     ``data`` comes from ``load_mnist(scale=True, channels="first")`` (or Fashion-MNIST). None means
@@ -208,6 +253,13 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     ``amp_dtype`` (torch.bfloat16 or torch.float16) trains with mixed precision (lab 12): the forward pass
     and the loss run under torch.autocast, and float16 adds a GradScaler (loss scaling); the weights, the
     optimizer and the evaluation stay float32.
+
+    Lab 08 trains with the student's pieces: ``build()`` makes the network (default `build_cnn`; only
+    parameters with ``requires_grad`` are optimised), ``make_batches(x, y, batch_size, generator)``
+    yields one shuffled epoch, ``train_step(model, x, y, optimizer, loss_fn) -> float`` does one update
+    (the scheduler steps after it) and ``accuracy(model, x, y, batch_size=...)`` scores each checkpoint
+    (the checkpoint loss still comes from the library). ``data.test`` is what the checkpoints measure:
+    lab 08 passes its validation split there. With ``train_step`` the history has no training accuracy.
     """
     from dlcourse.env import pick_device
 
@@ -224,13 +276,17 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
 
     torch.manual_seed(seed)  # initial weights and dropout masks
     shuffler = torch.Generator().manual_seed(seed)
-    model = build_cnn().to(device)
+    model = (build_cnn if build is None else build)().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total_steps = max(1, round(epochs * steps_per_epoch))
     loss_fn = recipe_loss()
-    optimizer, scheduler = recipe_optimizer(model.parameters(), peak_lr=peak_lr, total_steps=total_steps)
+    trained = [p for p in model.parameters() if p.requires_grad]  # all of them unless some are frozen
+    optimizer, scheduler = recipe_optimizer(trained, peak_lr=peak_lr, total_steps=total_steps)
+    if make_batches is None:
+        def make_batches(x: Tensor, y: Tensor, size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+            return batches(x, y, size, shuffle=True, generator=generator)
     epoch_ends, extra_checks = _checkpoints(total_steps, steps_per_epoch, RECIPE["checkpoints_per_epoch"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
@@ -253,19 +309,22 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.long, device=device)
             seen = 0
-            for xb, yb in batches(x_train, y_train, batch_size, shuffle=True, generator=shuffler):
+            for xb, yb in make_batches(x_train, y_train, batch_size, shuffler):
                 xb = _to_memory_format(xb, channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                    logits = model(xb)
-                    loss = loss_fn(logits, yb)
-                scaler.scale(loss).backward()  # with loss scaling off, this is loss.backward()
-                scaler.step(optimizer)
-                scaler.update()
+                if train_step is not None:  # the student's step (lab 08): one update, the loss as a number
+                    loss_sum += float(train_step(model, xb, yb, optimizer, loss_fn)) * len(yb)
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                        logits = model(xb)
+                        loss = loss_fn(logits, yb)
+                    scaler.scale(loss).backward()  # with loss scaling off, this is loss.backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum += loss.detach() * len(yb)  # stays on the device: no sync per step
+                    correct += (logits.detach().argmax(dim=1) == yb).sum()
                 scheduler.step()
                 step += 1
-                loss_sum += loss.detach() * len(yb)  # stays on the device: no sync per step
-                correct += (logits.detach().argmax(dim=1) == yb).sum()
                 seen += len(yb)
                 if bar is not None:
                     bar.update(1)
@@ -275,12 +334,15 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
                     watch.stop()
                     val_loss, val_acc = _loss_and_accuracy(model, x_test, y_test, batch_size=RECIPE["eval_batch_size"],
                                                            device=device, channels_last=channels_last, loss_fn=loss_fn)
+                    if accuracy is not None:
+                        val_acc = float(accuracy(model, x_test, y_test, batch_size=RECIPE["eval_batch_size"]))
                     if seconds_to_target is None and val_acc >= target:
                         seconds_to_target = watch.seconds
                     if is_end:
                         test_accuracy = val_acc
                         history["loss"].append(loss_sum.item() / seen)
-                        history["accuracy"].append(correct.item() / seen)
+                        if train_step is None:
+                            history["accuracy"].append(correct.item() / seen)
                         history["val_loss"].append(val_loss)
                         history["val_accuracy"].append(val_acc)
                         if bar is not None:
@@ -295,7 +357,9 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
         if bar is not None:
             bar.close()
     model.eval()
-    result = TrainResult(framework=f"PyTorch {torch.__version__.split('+')[0]}", recipe="lab 08 CNN" + (f", autocast {str(amp_dtype)[6:]}" if amp_dtype else ""),
+    if not history["accuracy"]:
+        del history["accuracy"]
+    result = TrainResult(framework=f"PyTorch {torch.__version__.split('+')[0]}", recipe=recipe + (f", autocast {str(amp_dtype)[6:]}" if amp_dtype else ""),
                          params=count_params(model), epochs=epochs, train_seconds=watch.seconds,
                          test_accuracy=test_accuracy, seconds_to_target=seconds_to_target, target=target,
                          history=history, device=device_name(device))

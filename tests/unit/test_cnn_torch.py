@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from dlcourse import cnn_torch
 from dlcourse.training import TrainResult
@@ -94,3 +96,59 @@ def test_recipe_optimizer_survives_very_short_runs() -> None:
             optimizer.step()
             scheduler.step()
     assert scheduler.state_dict()["total_steps"] == 100
+
+
+def test_recipe_schedule_is_what_onecyclelr_does() -> None:
+    """What lab 08 prints: OneCycleLR's defaults start at peak/25, end at peak/25/1e4, and cycle the momentum
+    0.95 → 0.85 → 0.95 instead of RECIPE's 0.9."""
+    trace = cnn_torch.recipe_schedule(400, peak_lr=0.05)
+    assert len(trace["lr"]) == len(trace["momentum"]) == 400
+    assert trace["lr"][0] == pytest.approx(0.05 / 25) and max(trace["lr"]) == pytest.approx(0.05, rel=1e-4)
+    assert trace["lr"][-1] == pytest.approx(0.05 / 25 / 1e4, rel=1e-2)
+    assert trace["momentum"][0] == pytest.approx(0.95) and min(trace["momentum"]) == pytest.approx(0.85, abs=1e-4)
+    assert trace["lr"].index(max(trace["lr"])) == trace["momentum"].index(min(trace["momentum"])) == 99
+
+
+def test_train_cnn_with_the_students_pieces_trains_as_the_library_does(tiny_mnist) -> None:
+    """Lab 08 passes the student's CNN, batches, step and accuracy; the reference pieces give the library's run."""
+    from dlcourse.checks.lab08 import reference_accuracy, reference_shuffled_batches, reference_train_step
+
+    options = dict(epochs=1.5, seed=2, device="cpu", progress=False, target=0.5)
+    _, library = cnn_torch.train_cnn(tiny_mnist, **options)
+    _, pieces = cnn_torch.train_cnn(tiny_mnist, build=cnn_torch.MnistCNN, make_batches=reference_shuffled_batches,
+                                    train_step=reference_train_step, accuracy=reference_accuracy, recipe="yours",
+                                    **options)
+    assert pieces.recipe == "yours" and "accuracy" not in pieces.history, "train_step returns only the loss"
+    assert pieces.history["val_accuracy"] == library.history["val_accuracy"]
+    assert pieces.history["loss"] == pytest.approx(library.history["loss"], rel=1e-5)
+
+
+def test_train_cnn_optimises_only_what_requires_gradients(tiny_mnist) -> None:
+    def frozen_features() -> nn.Module:
+        model = cnn_torch.build_cnn()
+        model.features.requires_grad_(False)
+        return model
+
+    model, result = cnn_torch.train_cnn(tiny_mnist, epochs=0.5, device="cpu", progress=False, build=frozen_features)
+    torch.manual_seed(0)
+    start = cnn_torch.build_cnn()
+    assert result.params == 206_970 - 4_848
+    assert torch.equal(model.features[0].weight, start.features[0].weight), "the frozen kernels did not move"
+    assert not torch.equal(model.classifier[1].weight, start.classifier[1].weight)
+
+
+def test_keras_weights_permute_the_flattened_features() -> None:
+    """Keras flattens (h, w, c), PyTorch (c, h, w): the first dense layer's rows are permuted so both compute
+    the same pre-activations from the same feature map."""
+    torch.manual_seed(0)
+    model = cnn_torch.build_cnn()
+    weights = cnn_torch.keras_weights(model)
+    assert [w.shape for w in weights["conv1"]] == [(3, 3, 1, 16)]
+    assert [w.shape for w in weights["bn2"]] == [(32,)] * 4
+    assert [w.shape for w in weights["dense"]] == [(1568, 128), (128,)]
+    feature_map = torch.rand(32, 7, 7)
+    torch_pre = model.classifier[1](feature_map.reshape(1, -1)).detach().numpy()[0]
+    keras_pre = feature_map.permute(1, 2, 0).reshape(-1).numpy() @ weights["dense"][0] + weights["dense"][1]
+    assert np.allclose(torch_pre, keras_pre, atol=1e-5)
+    with pytest.raises(ValueError, match="shared CNN"):
+        cnn_torch.keras_weights(nn.Linear(3, 2))
