@@ -306,11 +306,13 @@ def _hidden_checks(exercise_id: str) -> list[Callable[..., Any]]:
 
     folder, lab = os.environ.get(HIDDEN_ENV, ""), exercise_id.split(".")[0]
     if folder and lab not in _HIDDEN_LOADED:
-        _HIDDEN_LOADED.add(lab)
         import importlib.util
         from pathlib import Path
 
         path = Path(folder) / f"lab{lab}.py"
+        if not Path(folder).is_dir():  # the grader's own problem: say so rather than skip the hidden checks
+            raise RuntimeError(f"the hidden checks folder {folder} ({HIDDEN_ENV}) is not visible here")
+        _HIDDEN_LOADED.add(lab)
         if path.is_file():
             spec = importlib.util.spec_from_file_location(f"dlcourse_hidden_lab{lab}", path)
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

@@ -272,7 +272,9 @@ def run_worker(notebook: Path, results: Path, cell_timeout: float, notebook_time
             if folder.startswith(str(workdir)):
                 Path(folder).mkdir(parents=True, exist_ok=True)
         env.update(sandbox.sandbox_env(workdir))
-        command = sandbox.wrap(command, workdir)
+        readable = [Path(options.hidden)] if options.hidden is not None else []
+        readable += [Path(env[name]) for name in ("DLCOURSE_DATA", "DLCOURSE_CACHE") if env.get(name)]
+        command = sandbox.wrap(command, workdir, readable)
     log = notebook.with_suffix(".log")
     try:
         with log.open("wb") as sink:

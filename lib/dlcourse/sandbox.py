@@ -95,12 +95,18 @@ def sandbox_env(workdir: Path) -> dict[str, str]:
             "TMPDIR": "/tmp", "DLCOURSE_SANDBOX": "bwrap"}
 
 
-def wrap(command: list[str], workdir: Path) -> list[str]:
-    """``command`` run inside the sandbox, with ``workdir`` its only writable folder besides /tmp."""
+def wrap(command: list[str], workdir: Path, readable: list[Path] | tuple[Path, ...] = ()) -> list[str]:
+    """``command`` run inside the sandbox, with ``workdir`` its only writable folder besides /tmp.
+
+    ``readable`` folders are shown read-only at their own paths; it matters only for those under
+    /tmp, which the private /tmp would otherwise hide (a data folder, the hidden checks)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxError(sandbox_problem())
-    return [bwrap, *_namespace_args(), "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--", *command]
+    shown = [arg for folder in readable if Path(folder).is_dir()
+             for arg in ("--ro-bind", str(Path(folder).resolve()), str(Path(folder).resolve()))]
+    return [bwrap, *_namespace_args(), *shown, "--bind", str(workdir), str(workdir), "--chdir", str(workdir),
+            "--", *command]
 
 
 class ProcessCgroup:
