@@ -206,77 +206,34 @@ def check_split_merge(split_heads: Any, merge_heads: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ 09.4
+def _mha_code(project: str = "", scores: str = "q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])",
+              masking: str = "    scores = scores.masked_fill(~mask, float('-inf'))\n", softmax_dim: int = -1,
+              output: str = "mha.out_proj(attn.merge_heads(weights @ v))") -> str:
+    """A 09.4 answer with one step changed (the default arguments give the solution)."""
+    project = project or "".join(f"{n} = attn.split_heads(mha.{n}_proj(x), h)\n" for n in "qkv")
+    return (f"h = mha.n_heads\n{project}scores = {scores}\nif mask is not None:\n{masking}"
+            f"weights = torch.softmax(scores, dim={softmax_dim})\nreturn {output}, weights")
+
+
 @exercise("09.4", "A multi-head attention forward pass", wrong_answers={
-    'no output projection': (
-        'h = mha.n_heads\n'
-        'q = attn.split_heads(mha.q_proj(x), h)\n'
-        'k = attn.split_heads(mha.k_proj(x), h)\n'
-        'v = attn.split_heads(mha.v_proj(x), h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n'
-        'if mask is not None:\n'
-        "    scores = scores.masked_fill(~mask, float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-1)\n'
-        'return attn.merge_heads(weights @ v), weights'),
-    'scaled by √d_model instead of √d_head': (
-        'h = mha.n_heads\n'
-        'q = attn.split_heads(mha.q_proj(x), h)\n'
-        'k = attn.split_heads(mha.k_proj(x), h)\n'
-        'v = attn.split_heads(mha.v_proj(x), h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(x.shape[-1])\n'
-        'if mask is not None:\n'
-        "    scores = scores.masked_fill(~mask, float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-1)\n'
-        'return mha.out_proj(attn.merge_heads(weights @ v)), weights'),
-    'keys projected with the query weights': (
-        'h = mha.n_heads\n'
-        'q = attn.split_heads(mha.q_proj(x), h)\n'
-        'k = attn.split_heads(mha.q_proj(x), h)\n'
-        'v = attn.split_heads(mha.v_proj(x), h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n'
-        'if mask is not None:\n'
-        "    scores = scores.masked_fill(~mask, float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-1)\n'
-        'return mha.out_proj(attn.merge_heads(weights @ v)), weights'),
-    'softmax over the query axis': (
-        'h = mha.n_heads\n'
-        'q = attn.split_heads(mha.q_proj(x), h)\n'
-        'k = attn.split_heads(mha.k_proj(x), h)\n'
-        'v = attn.split_heads(mha.v_proj(x), h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n'
-        'if mask is not None:\n'
-        "    scores = scores.masked_fill(~mask, float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-2)\n'
-        'return mha.out_proj(attn.merge_heads(weights @ v)), weights'),
-    'a causal mask built in place of the mask passed in': (
-        'h = mha.n_heads\n'
-        'q = attn.split_heads(mha.q_proj(x), h)\n'
-        'k = attn.split_heads(mha.k_proj(x), h)\n'
-        'v = attn.split_heads(mha.v_proj(x), h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n'
-        'if mask is not None:\n'
-        '    t = x.shape[1]\n'
-        "    scores = scores.masked_fill(~torch.tril(torch.ones(t, t, dtype=torch.bool)), float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-1)\n'
-        'return mha.out_proj(attn.merge_heads(weights @ v)), weights'),
-    'heads split by reshape alone (no transpose)': (
-        'h = mha.n_heads\n'
-        'b, t, d = x.shape\n'
-        'q = mha.q_proj(x).reshape(b, h, t, d // h)\n'
-        'k = mha.k_proj(x).reshape(b, h, t, d // h)\n'
-        'v = mha.v_proj(x).reshape(b, h, t, d // h)\n'
-        'scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n'
-        'if mask is not None:\n'
-        "    scores = scores.masked_fill(~mask, float('-inf'))\n"
-        'weights = torch.softmax(scores, dim=-1)\n'
-        'return mha.out_proj(attn.merge_heads(weights @ v)), weights'),
+    "no output projection": _mha_code(output="attn.merge_heads(weights @ v)"),
+    "scaled by √d_model instead of √d_head": _mha_code(scores="q @ k.transpose(-2, -1) / math.sqrt(x.shape[-1])"),
+    "keys projected with the query weights": _mha_code(project="q = attn.split_heads(mha.q_proj(x), h)\n"
+                                                               "k = attn.split_heads(mha.q_proj(x), h)\n"
+                                                               "v = attn.split_heads(mha.v_proj(x), h)\n"),
+    "softmax over the query axis": _mha_code(softmax_dim=-2),
+    "a causal mask built in place of the mask passed in": _mha_code(masking=(
+        "    t = x.shape[1]\n"
+        "    scores = scores.masked_fill(~torch.tril(torch.ones(t, t, dtype=torch.bool)), float('-inf'))\n")),
+    "heads split by reshape alone (no transpose)": _mha_code(project="b, t, d = x.shape\n" + "".join(
+        f"{n} = mha.{n}_proj(x).reshape(b, h, t, d // h)\n" for n in "qkv")),
 }, accepted_answers={
-    'einsum, queries scaled first': (
-        'h = mha.n_heads\n'
-        'q, k, v = (attn.split_heads(proj(x), h) for proj in (mha.q_proj, mha.k_proj, mha.v_proj))\n'
+    "einsum, queries scaled first": (
+        "h = mha.n_heads\n"
+        "q, k, v = (attn.split_heads(proj(x), h) for proj in (mha.q_proj, mha.k_proj, mha.v_proj))\n"
         "scores = torch.einsum('bhqd,bhkd->bhqk', q / q.shape[-1] ** 0.5, k)\n"
-        'if mask is not None:\n'
-        "    scores = torch.where(mask, scores, torch.tensor(float('-inf')))\n"
-        'weights = scores.softmax(-1)\n'
+        "if mask is not None:\n    scores = torch.where(mask, scores, torch.tensor(float('-inf')))\n"
+        "weights = scores.softmax(-1)\n"
         "return mha.out_proj(attn.merge_heads(torch.einsum('bhqk,bhkd->bhqd', weights, v))), weights"),
 })
 def check_multi_head_attention(multi_head_attention: Any) -> str:
