@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-gradients", action="store_true", help="prove the gradient identity first")
     parser.add_argument("--check-batch", type=int, default=64, help="global batch of the gradient check")
     parser.add_argument("--resume", default=None, help="a checkpoint.pt to continue from (its next epoch)")
+    parser.add_argument("--train-fn", default=None,
+                        help="FILE.py:NAME, a train_epochs function to run instead of this module's own (lab 13's "
+                             "notebook writes the student's there)")
     parser.add_argument("--stop-after-epoch", type=int, default=None,
                         help="stop after this epoch, as if interrupted (the checkpoint lets --resume finish the run)")
     return parser.parse_args(argv)
@@ -149,6 +152,40 @@ def mean_across_ranks(value: Tensor) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def train_epochs(ddp: nn.Module, sampler: DistributedSampler, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
+                 scheduler: Any, loss_fn: Any, epochs: range, batch_size: int, rank: int, save: Any,
+                 on_step: Any) -> None:
+    """One rank's training loop (the reference for lab 13's exercise 13.9): for each epoch, a new shuffle
+    (``sampler.set_epoch``: the same permutation on every rank, so the shards never overlap), this rank's
+    share of it in batches, ``on_step(loss)`` after every step, and the checkpoint from rank 0 alone."""
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), device=x.device)
+        for begin in range(0, len(order), batch_size):
+            idx = order[begin:begin + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(ddp(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            on_step(loss)
+        if rank == 0:
+            save(epoch)
+
+
+def load_train_fn(spec: str) -> Any:
+    """The function NAME defined in FILE.py, from ``"FILE.py:NAME"``."""
+    import importlib.util
+
+    file, _, name = spec.rpartition(":")
+    module_spec = importlib.util.spec_from_file_location("dlcourse_user_train_fn", file)
+    if not file or module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"--train-fn must be FILE.py:NAME, not {spec!r}.")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
 def train(args: argparse.Namespace, data: ImageData, rank: int, world: int, device: torch.device) -> dict[str, Any]:
     x, y = _as_images(data.train.x).to(device), _as_labels(data.train.y).to(device)
     sampler = DistributedSampler(range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
@@ -180,28 +217,26 @@ def train(args: argparse.Namespace, data: ImageData, rank: int, world: int, devi
     step = first_epoch * steps_per_epoch
     ddp.train()
     last_epoch = min(args.epochs, args.stop_after_epoch or args.epochs)
-    for epoch in range(first_epoch, last_epoch):
-        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank, so the shards never overlap
-        order = torch.tensor(list(sampler), device=device)
-        for begin in range(0, len(order), args.batch_size):
-            idx = order[begin:begin + args.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(ddp(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            if step % args.log_every == 0 or step == total_steps:
-                mean_loss = mean_across_ranks(loss)  # every rank must join this collective, not only rank 0
-                curve.append((step, mean_loss))
-                log(rank, f"epoch {epoch + 1}/{args.epochs} step {step}/{total_steps} loss {mean_loss:.4f}")
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch, "epochs": args.epochs,
-                         "step": step, "world_size": world}, out / "checkpoint.pt")
-            log(rank, f"checkpoint written after epoch {epoch + 1}")
-        dist.barrier()  # nobody races ahead (or exits) while rank 0 writes
+
+    def on_step(loss: Tensor) -> None:  # every rank calls it after every step; rank 0 logs
+        nonlocal step
+        step += 1
+        if step % args.log_every == 0 or step == total_steps:
+            mean_loss = mean_across_ranks(loss)  # every rank must join this collective, not only rank 0
+            curve.append((step, mean_loss))
+            log(rank, f"step {step}/{total_steps} loss {mean_loss:.4f}")
+
+    def save(epoch: int) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "epochs": args.epochs,
+                     "step": step, "world_size": world}, out / "checkpoint.pt")
+        log(rank, f"checkpoint written after epoch {epoch + 1}")
+
+    run_epochs = load_train_fn(args.train_fn) if args.train_fn else train_epochs
+    run_epochs(ddp, sampler, x, y, optimizer, scheduler, loss_fn, range(first_epoch, last_epoch), args.batch_size,
+               rank, save, on_step)
+    dist.barrier()  # nobody exits while rank 0 writes
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

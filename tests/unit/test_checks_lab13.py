@@ -88,10 +88,10 @@ def test_energy() -> None:
 
 
 def _cell(lab: str, marker: str) -> str:
-    from conftest import SOLUTIONS
+    from conftest import ROOT
     from dlcourse.notebooks import read
 
-    [path] = SOLUTIONS.glob(f"{lab}_*.ipynb")
+    [path] = (ROOT / "solutions").glob(f"{lab}_*.ipynb")
     return next(c.source for c in read(path).cells if c.cell_type == "code" and marker in c.source
                 and "BEGIN SOLUTION" not in c.source)
 
@@ -106,6 +106,7 @@ def test_the_labs_tables_run_the_students_functions(capsys) -> None:
         a100 = compute.ACCELERATORS["A100"]
         namespace = {"compute": compute, "format_table": format_table, "yours_or_reference": yours_or_reference,
                      "_si": compute._si, "PUE": 1.2, "GRID_G_PER_KWH": 400, "a100": a100,
+                     "MODEL_SHAPES": compute.MODEL_SHAPES, "ACCELERATORS": compute.ACCELERATORS,
                      "estimate_training": compute.estimate_training,
                      "mixed": compute.estimate_training(110e6, compute.bert_base_tokens(), peak_flops=a100.peak_flops,
                                                         watts=a100.watts, n_gpus=1), **student}

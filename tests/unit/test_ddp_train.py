@@ -49,3 +49,29 @@ def test_two_ranks_reproduce_the_full_batch_gradient(tmp_path: Path) -> None:
         run_command(torchrun_command("dlcourse.ddp_train", ["--out", tmp_path / "x", *common[:-1], 3,
                                                             "--resume", first / "checkpoint.pt"]),
                     timeout=300, env=env, on_line=None)
+
+
+@pytest.mark.lab("13")
+@pytest.mark.usefixtures("shared_data")
+def test_the_script_runs_a_students_train_epochs_and_a_wrong_one_changes_the_run(tmp_path: Path) -> None:
+    """--train-fn runs a train_epochs from a file (lab 13 writes the student's there): the reference's own
+    loop, copied, gives the same run; one that forgets sampler.set_epoch repeats epoch 1's shuffle in epoch 2."""
+    import inspect
+
+    from dlcourse.ddp_train import train_epochs
+
+    source = "import torch\n\n\n" + inspect.getsource(train_epochs)
+    right, wrong = tmp_path / "right.py", tmp_path / "wrong.py"
+    right.write_text(source)
+    wrong.write_text(source.replace("        sampler.set_epoch(epoch)\n", ""))
+    common = ["--train-size", 256, "--test-size", 100, "--batch-size", 32, "--epochs", 2, "--log-every", 1]
+    curves = {}
+    for name in ("reference", "right", "wrong"):
+        fn = [] if name == "reference" else ["--train-fn", f"{tmp_path / name}.py:train_epochs"]
+        run_command(torchrun_command("dlcourse.ddp_train", ["--out", tmp_path / name, *common, *fn]),
+                    timeout=300, env={"OMP_NUM_THREADS": "1"}, on_line=None)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert metrics["steps"] == 8 and (tmp_path / name / "checkpoint.pt").is_file()
+        curves[name] = [loss for _, loss in metrics["loss_curve"]]
+    assert curves["right"] == curves["reference"]
+    assert curves["wrong"][:4] == curves["reference"][:4] and curves["wrong"][4:] != curves["reference"][4:]

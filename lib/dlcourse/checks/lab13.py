@@ -10,7 +10,8 @@ import math
 from typing import Any
 
 from dlcourse.check import expect, expect_callable, expect_number, exercise
-from dlcourse.checks.lab13_parallel import check_combine_gradients, check_ddp_schedule  # registers 13.7 and 13.8
+from dlcourse.checks.lab13_parallel import (check_combine_gradients, check_ddp_schedule,  # registers 13.7-13.9
+                                            check_train_epochs)
 
 
 # ------------------------------------------------------------------------------------------- 13.1

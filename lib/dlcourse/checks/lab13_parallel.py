@@ -75,3 +75,103 @@ def check_ddp_schedule(ddp_schedule: Any) -> str:
     return "Right: with 2 ranks of 32 the effective batch is 64, the lab 08 recipe's batch size."
 
 
+
+
+# ------------------------------------------------------------------------------------------- 13.9
+_LOOP = ("for epoch in epochs:\n"
+         "    sampler.set_epoch(epoch)\n"
+         "    order = torch.tensor(list(sampler), device=x.device)\n"
+         "    for begin in range(0, len(order), batch_size):\n"
+         "        idx = order[begin:begin + batch_size]\n"
+         "        optimizer.zero_grad(set_to_none=True)\n"
+         "        loss = loss_fn(ddp(x[idx]), y[idx])\n"
+         "        loss.backward()\n"
+         "        optimizer.step()\n"
+         "        scheduler.step()\n"
+         "        on_step(loss)\n"
+         "    if rank == 0:\n"
+         "        save(epoch)")
+
+
+class _Sampler:
+    """A DistributedSampler for (rank, world) without a process group, recording set_epoch."""
+
+    def __init__(self, n: int, world: int, rank: int, seed: int) -> None:
+        from torch.utils.data import DistributedSampler
+
+        self.inner = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.epochs: list[int] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def _run_rank(train_epochs: Any, rank: int, epochs: range) -> dict[str, Any]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    gen = torch.Generator().manual_seed(8)
+    x, y = torch.randn(23, 5, generator=gen), torch.randint(0, 3, (23,), generator=gen)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    sampler = _Sampler(len(x), world=3, rank=rank, seed=11)
+    losses: list[float] = []
+    saves: list[int] = []
+    train_epochs(model, sampler, x, y, optimizer, scheduler, nn.CrossEntropyLoss(), epochs, 3, rank,
+                 saves.append, lambda loss: losses.append(float(loss.detach())))
+    return {"losses": losses, "saves": saves, "set_epoch": sampler.epochs,
+            "params": [p.detach().clone() for p in model.parameters()], "lr": optimizer.param_groups[0]["lr"]}
+
+
+@exercise("13.9", "One rank's training loop", wrong_answers={
+    "set_epoch never called (the same order every epoch)": _LOOP.replace("    sampler.set_epoch(epoch)\n", ""),
+    "every rank writes the checkpoint": _LOOP.replace("    if rank == 0:\n        save(epoch)", "    save(epoch)"),
+    "the whole data set on every rank": _LOOP.replace("torch.tensor(list(sampler), device=x.device)",
+                                                      "torch.randperm(len(x), device=x.device)"),
+    "the scheduler never stepped": _LOOP.replace("        scheduler.step()\n", ""),
+    "the checkpoint only after the last epoch": _LOOP.replace("    if rank == 0:\n        save(epoch)",
+                                                              "if rank == 0:\n    save(epochs[-1])"),
+    "gradients never zeroed": _LOOP.replace("        optimizer.zero_grad(set_to_none=True)\n", ""),
+}, accepted_answers={
+    "the sampler's indices as a list": _LOOP.replace("torch.tensor(list(sampler), device=x.device)", "list(sampler)")
+                                            .replace("idx = order[begin:begin + batch_size]",
+                                                     "idx = torch.tensor(order[begin:begin + batch_size])"),
+})
+def check_train_epochs(train_epochs: Any) -> str:
+    import torch
+
+    from dlcourse.ddp_train import train_epochs as reference
+
+    expect_callable(train_epochs, name="train_epochs")
+    epochs = range(1, 4)  # resumed after epoch 0: epochs 1, 2 and 3
+    for rank in (0, 2):
+        got, want = _run_rank(train_epochs, rank, epochs), _run_rank(reference, rank, epochs)
+        expect(got["set_epoch"] == list(epochs),
+               f"On rank {rank} sampler.set_epoch was called with {got['set_epoch']}, not once per epoch with "
+               f"{list(epochs)}.", "Call sampler.set_epoch(epoch) at the start of every epoch: without it every "
+                                   "epoch repeats the same shuffle.")
+        expect(got["saves"] == want["saves"],
+               f"On rank {rank} the checkpoint was saved after epochs {got['saves']}, not {want['saves']}.",
+               "Rank 0 alone saves, after every epoch (if rank == 0: save(epoch)): W ranks writing one file "
+               "race each other, and a run interrupted mid-way should lose at most one epoch.")
+        expect(len(got["losses"]) == len(want["losses"]),
+               f"On rank {rank} on_step was called {len(got['losses'])} times, not once per step "
+               f"({len(want['losses'])} steps: this rank's share of {len(epochs)} epochs in batches of 3).",
+               "Iterate over this rank's indices, list(sampler), in batches, and call on_step(loss) after each "
+               "step.")
+        expect_array(torch.tensor(got["losses"]), torch.tensor(want["losses"]), name=f"the losses on rank {rank}",
+                     rtol=1e-5, atol=1e-6,
+                     hint="Each step: optimizer.zero_grad(), the loss of the batch x[idx], y[idx] through ddp, "
+                          "backward(), optimizer.step(), scheduler.step(), then on_step(loss).")
+        expect_number(got["lr"], want["lr"], name=f"the learning rate at the end on rank {rank}",
+                      hint="Step the scheduler once per optimizer step.")
+    return "Right: each epoch a new shard of the same shuffle on every rank, and one checkpoint per epoch, from rank 0."
