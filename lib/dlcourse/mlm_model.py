@@ -1,11 +1,15 @@
-"""Lab 11's tiny BERT: ``dlcourse.transformer.Encoder`` + an MLM head, its training loop, held-out evaluation,
-fill-in-the-blank, and save/load in one file. Data side (tokeniser, masking, baselines): ``dlcourse.mlm``.
+"""Lab 11's tiny BERT: ``dlcourse.transformer.Encoder`` + an MLM head, its training step and loop, held-out
+evaluation, fill-in-the-blank, and save/load in one file. Data side (tokeniser, masking, baselines): ``dlcourse.mlm``.
+
+The loop, the evaluation, fill-in, attention maps and save/load take any model that maps (B, T) ids to (B, T, V)
+logits and carries a ``config`` (``BertConfig``); the lab trains the student's own ``MaskedLM`` with them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -64,8 +68,15 @@ def masked_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
 
 
+def selected_logits(model: nn.Module, inputs: Tensor, selected: Tensor) -> Tensor:
+    """Logits at the selected positions only: TinyBert runs its head there alone, any other model runs whole."""
+    if isinstance(model, TinyBert):
+        return model.head(model.encoder(inputs)[selected])
+    return model(inputs)[selected]
+
+
 @torch.no_grad()
-def evaluate_mlm(model: TinyBert, masked: MaskedSet, batch_size: int = 256) -> tuple[float, float]:
+def evaluate_mlm(model: nn.Module, masked: MaskedSet, batch_size: int = 256) -> tuple[float, float]:
     """(mean masked-character loss in nats, accuracy) on a fixed masked set; eval mode, mode restored."""
     was = model.training
     model.eval()
@@ -74,7 +85,7 @@ def evaluate_mlm(model: TinyBert, masked: MaskedSet, batch_size: int = 256) -> t
         for start in range(0, len(masked.inputs), batch_size):
             inputs, labels = masked.inputs[start:start + batch_size], masked.labels[start:start + batch_size]
             selected = labels != IGNORE
-            logits = model.head(model.encoder(inputs)[selected])
+            logits = selected_logits(model, inputs, selected)
             targets = labels[selected]
             total += F.cross_entropy(logits, targets, reduction="sum").item()
             correct += int((logits.argmax(-1) == targets).sum())
@@ -110,9 +121,40 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * warmup_cosine(step, config.steps, config.warmup)
 
 
-def train_mlm(model: TinyBert, train_ids: Tensor, tokenizer: CharTokenizer, config: TrainConfig,
-              val_set: MaskedSet | None = None, progress: bool = True) -> History:
-    """AdamW (Loshchilov & Hutter 2019) on freshly masked random windows, a fixed number of steps (seeded)."""
+StepFn = Callable[[nn.Module, torch.optim.Optimizer, Tensor, Tensor], float]
+MaskFn = Callable[..., tuple[Tensor, Tensor]]
+
+
+def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, max_norm: float) -> float:
+    """Backward, clip the gradient norm to ``max_norm``, step; the loss as a number."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor,
+               max_norm: float = 1.0) -> float:
+    """One update: clear the gradients, masked-LM loss, backward, clip the gradient norm to ``max_norm``, step."""
+    optimizer.zero_grad(set_to_none=True)
+    return _update(model, optimizer, masked_lm_loss(model(inputs), labels), max_norm)
+
+
+def _tiny_bert_step(model: TinyBert, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor) -> float:
+    """``train_step`` for TinyBert, with the head run at the selected positions only (same maths, less work)."""
+    optimizer.zero_grad(set_to_none=True)
+    return _update(model, optimizer, model.loss(inputs, labels), 1.0)
+
+
+def train_mlm(model: nn.Module, train_ids: Tensor, tokenizer: CharTokenizer, config: TrainConfig,
+              val_set: MaskedSet | None = None, progress: bool = True, *, step: StepFn | None = None,
+              mask: MaskFn = bert_mask) -> History:
+    """AdamW (Loshchilov & Hutter 2019) on freshly masked random windows, a fixed number of steps (seeded).
+
+    ``step(model, optimizer, inputs, labels) -> loss`` makes one update (default: ``train_step``, or TinyBert's
+    cheaper equivalent); ``mask`` corrupts each batch (``bert_mask``'s signature)."""
+    if step is None:
+        step = _tiny_bert_step if isinstance(model, TinyBert) else train_step
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "position" in n]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -126,25 +168,21 @@ def train_mlm(model: TinyBert, train_ids: Tensor, tokenizer: CharTokenizer, conf
 
         bar = tqdm(total=config.steps, desc="training", unit="step")
     model.train()
-    for step in range(config.steps):
+    for index in range(config.steps):
         start = time.perf_counter()
         windows = random_windows(train_ids, config.batch_size, seq_len, generator)
-        inputs, labels = bert_mask(windows, generator, mask_id=tokenizer.mask_id, n_special=tokenizer.n_special,
-                                   vocab_size=tokenizer.vocab_size)
+        inputs, labels = mask(windows, generator, mask_id=tokenizer.mask_id, n_special=tokenizer.n_special,
+                              vocab_size=tokenizer.vocab_size)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        loss = model.loss(inputs, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+            group["lr"] = lr_at(index, config)
+        loss = float(step(model, optimizer, inputs, labels))
         history.train_seconds += time.perf_counter() - start
         history.tokens_seen += windows.numel()
-        running, count = running + loss.item(), count + 1
-        last = step == config.steps - 1
-        if val_set is not None and ((step + 1) % config.eval_every == 0 or last):
+        running, count = running + loss, count + 1
+        last = index == config.steps - 1
+        if val_set is not None and ((index + 1) % config.eval_every == 0 or last):
             val_loss, val_acc = evaluate_mlm(model, val_set)
-            history.step.append(step + 1)
+            history.step.append(index + 1)
             history.train_loss.append(running / count)
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
@@ -159,8 +197,10 @@ def train_mlm(model: TinyBert, train_ids: Tensor, tokenizer: CharTokenizer, conf
 
 
 @torch.no_grad()
-def fill_mask(model: TinyBert, tokenizer: CharTokenizer, text: str, k: int = 5) -> list[tuple[str, float]]:
-    """Top-k (character, probability) for the FIRST [MASK] in ``text`` (the window's last max_len tokens)."""
+def fill_mask(model: nn.Module, tokenizer: CharTokenizer, text: str, k: int = 5,
+              top_k: Callable = top_k_fill) -> list[tuple[str, float]]:
+    """Top-k (character, probability) for the FIRST [MASK] in ``text`` (the window's last max_len tokens);
+    ``top_k(logits, position, k, n_special)`` picks them (default ``mlm.top_k_fill``)."""
     ids = tokenizer.encode(text)[-model.config.max_len:]
     if tokenizer.mask_id not in ids:
         raise ValueError(f"No mask token found in the input: put {tokenizer.mask_token} where a character is missing.")
@@ -169,25 +209,38 @@ def fill_mask(model: TinyBert, tokenizer: CharTokenizer, text: str, k: int = 5) 
     model.eval()
     logits = model(torch.tensor([ids]))[0].numpy()
     model.train(was)
-    top, probs = top_k_fill(logits, position, k, tokenizer.n_special)
+    top, probs = top_k(logits, position, k, tokenizer.n_special)
     return [(tokenizer.itos[int(i)], float(p)) for i, p in zip(top, probs)]
 
 
-def save_mlm(path, model: TinyBert, tokenizer: CharTokenizer) -> None:
+def save_mlm(path, model: nn.Module, tokenizer: CharTokenizer) -> None:
     """One file: weights, model config and vocabulary (plain types only, so weights_only loading works)."""
     torch.save({"state_dict": model.state_dict(), "config": asdict(model.config), "chars": tokenizer.chars}, path)
 
 
-def load_mlm(path) -> tuple[TinyBert, CharTokenizer]:
-    """Rebuild the model and tokeniser saved by ``save_mlm`` (``torch.load(weights_only=True)``: no pickled code)."""
+def load_mlm(path, model_class: Callable[[BertConfig], nn.Module] = TinyBert) -> tuple[nn.Module, CharTokenizer]:
+    """Rebuild the model (``model_class(config)``) and tokeniser saved by ``save_mlm``
+    (``torch.load(weights_only=True)``: no pickled code)."""
     bundle = torch.load(path, weights_only=True)
-    model = TinyBert(BertConfig(**bundle["config"]))
+    model = model_class(BertConfig(**bundle["config"]))
     model.load_state_dict(bundle["state_dict"])
     model.eval()
     return model, CharTokenizer(bundle["chars"])
 
 
-def attention_of(model: TinyBert, tokenizer: CharTokenizer, text: str) -> np.ndarray:
-    """Attention weights for one line: (layers, heads, T, T) NumPy array."""
+@torch.no_grad()
+def attention_of(model: nn.Module, tokenizer: CharTokenizer, text: str) -> np.ndarray:
+    """Attention weights for one line: (layers, heads, T, T) NumPy array. The model (TinyBert's ``encoder``, or the
+    model itself) needs ``embed(tokens)`` and ``blocks`` of ``dlcourse.transformer.EncoderBlock``."""
     tokens = torch.tensor([tokenizer.encode(text)[: model.config.max_len]])
-    return torch.stack([m[0] for m in model.encoder.attention_maps(tokens)]).numpy()
+    body = getattr(model, "encoder", model)
+    was = body.training
+    body.eval()
+    try:
+        x, maps = body.embed(tokens), []
+        for block in body.blocks:
+            x, weights = block.forward_with_attention(x)
+            maps.append(weights[0])
+    finally:
+        body.train(was)
+    return torch.stack(maps).numpy()

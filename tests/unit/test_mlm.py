@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dlcourse import mlm
-from dlcourse.mlm_model import (BertConfig, TinyBert, TrainConfig, evaluate_mlm, fill_mask, load_mlm, masked_lm_loss,
-                                save_mlm, train_mlm)
+from dlcourse.mlm_model import (BertConfig, TinyBert, TrainConfig, attention_of, evaluate_mlm, fill_mask, load_mlm,
+                                masked_lm_loss, save_mlm, train_mlm, train_step)
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20
 
@@ -82,3 +82,29 @@ def test_training_lowers_the_loss_and_save_load_round_trip(tmp_path) -> None:
     assert fill_mask(reloaded, tok2, "To be, or not to b[MASK]", 3) == fill_mask(model, tok, "To be, or not to b[MASK]", 3)
     with pytest.raises(ValueError, match="No mask token"):
         fill_mask(model, tok, "no <mask> here")
+
+
+def test_train_mlm_runs_the_given_step_and_masking_and_both_steps_agree() -> None:
+    torch.manual_seed(0)
+    tok = mlm.CharTokenizer.from_text(TEXT)
+    ids = torch.tensor(tok.encode(TEXT))
+    model = TinyBert(BertConfig(tok.vocab_size, max_len=16, d_model=16, n_heads=2, n_layers=1, d_ff=32))
+    calls: list = []
+
+    def step(model, optimizer, inputs, labels):
+        calls.append(tuple(inputs.shape))
+        return train_step(model, optimizer, inputs, labels)
+
+    def mask(windows, generator, **sizes):
+        calls.append("mask")
+        return mlm.bert_mask(windows, generator, **sizes)
+
+    train_mlm(model, ids, tok, TrainConfig(steps=3, batch_size=5, warmup=1), progress=False, step=step, mask=mask)
+    assert calls == ["mask", (5, 16)] * 3
+    inputs, labels = mlm.bert_mask(ids[:64].reshape(4, 16), torch.Generator().manual_seed(0), mask_id=tok.mask_id,
+                                   n_special=tok.n_special, vocab_size=tok.vocab_size)
+    assert torch.isclose(model.loss(inputs, labels), masked_lm_loss(model(inputs), labels), atol=1e-6)
+    maps = attention_of(model, tok, TEXT[:10])
+    assert maps.shape == (1, 2, 10, 10) and np.allclose(maps.sum(-1), 1, atol=1e-5)
+    assert fill_mask(model, tok, "To b[MASK]", 2, top_k=lambda logits, position, k, n_special: ([4, 5], [0.5, 0.25])) \
+        == [(tok.itos[4], 0.5), (tok.itos[5], 0.25)]
