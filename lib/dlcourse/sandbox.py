@@ -146,20 +146,18 @@ class ProcessCgroup:
         import signal
         import time
 
-        for _ in range(50):
+        for _ in range(300):  # up to 30 s: killed processes leave the cgroup only once they are reaped
             pids = [int(p) for p in _read(self.path / "cgroup.procs").split()]
-            if not pids:
-                break
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            time.sleep(0.1)
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+            try:
+                self.path.rmdir()  # succeeds once the cgroup is empty
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 def _read(path: Path) -> str:

@@ -48,7 +48,8 @@ VANDAL = ("import pathlib, subprocess, sys, dlcourse\n"
           + SOLVED["00.1"])
 # Allocates 256 MiB at a time (address space only, never touched) until the memory limit stops it.
 HOG = "import numpy as np\nhog = []\nwhile True:\n    hog.append(np.empty(2**25))"
-# Every process forks until the process limit stops it; the kernel goes on after a few seconds.
+# Every process forks until the process limit stops it, then waits. With the limit reached the
+# notebook stalls (seen here) until the notebook limit ends the sandbox and every process in it.
 BOMB = ("import os, time\n"
         "def _bomb():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n"
         "            time.sleep(600)\n            os._exit(0)\n"
@@ -107,7 +108,8 @@ def submissions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "flood": _lab00({"00.1": "print('x' * 5_000_000)\n" + SOLVED["00.1"], "00.2": DOWNLOAD}),
         "empty": _lab00({}),
         "vandal": _lab00({"00.1": VANDAL, "00.2": HOG}),
-        "patched": _lab00({"00.1": BOMB, "00.2": PATCH}),  # a fork bomb first, then the patch
+        "bomb": _lab00({"00.1": BOMB, "00.2": SOLVED["00.2"]}),
+        "patched": _lab00({"00.1": SOLVED["00.1"], "00.2": PATCH}),
         "memorised": _lab00({"00.1": SOLVED["00.1"], "00.2": MEMORISED}),
     }
     paths = {}
@@ -240,16 +242,17 @@ def test_a_memory_hog_is_stopped_at_the_memory_limit(graded) -> None:
     assert hog.status == "memory" and f"{MEMORY_MB} MiB" in hog.detail, hog
 
 
-def test_a_fork_bomb_is_bounded_and_the_notebook_is_still_graded(graded) -> None:
+def test_a_fork_bomb_is_bounded_and_stopped_with_its_notebook(graded) -> None:
     reports, *_ = graded
-    assert _statuses(reports["patched"])["00.1"] == "passed", reports["patched"].exercises
+    assert "passed" not in _statuses(reports["bomb"]).values(), reports["bomb"].exercises
+    assert _statuses(reports["crash"])["00.2"] == "passed", "the other submissions are graded as usual"
 
 
 def test_patching_the_check_framework_is_tampered_never_passed(graded) -> None:
     reports, *_ = graded
     row = reports["patched"].exercises[1]
     assert row.status == "tampered" and "Exercise.evaluate" in row.detail, row
-    assert row.points == 0
+    assert row.points == 0 and reports["patched"].exercises[0].status == "passed"
 
 
 def test_a_hidden_check_fails_without_being_revealed(graded, tmp_path: Path) -> None:
