@@ -10,7 +10,7 @@ held-out accuracy is measured on a fixed seeded batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlcourse.optim import warmup_cosine
-from dlcourse.transformer import Encoder
+from dlcourse.transformer import Encoder, block_parts, post_ln_forward, pre_ln_forward
 
 N_DIGITS = 10  # output classes 0..9
 PAD = 10  # the padding token; larger than every digit, so it sorts to the end
@@ -80,22 +80,68 @@ class SortModel(nn.Module):
         return self.head(self.encoder(tokens, key_padding=mask))
 
 
+class SortTransformer(nn.Module):
+    """Lab 10's sorter written from parts (the reference for exercise 10.7): token embedding + learned positions
+    (``position_embedding``, (max_len, d)), ``n_layers`` blocks of ``block_parts`` run post-LN or pre-LN, a final
+    LayerNorm when pre-LN (``nn.Identity`` when post-LN), and a linear ``head`` to ``n_classes`` scores."""
+
+    def __init__(self, vocab_size: int, max_len: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
+                 n_classes: int, dropout: float = 0.0, norm_first: bool = True) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.position_embedding = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        self.blocks = nn.ModuleList(block_parts(d_model, n_heads, d_ff, dropout, activation="gelu")
+                                    for _ in range(n_layers))
+        self.final_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.head = nn.Linear(d_model, n_classes)
+
+    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """(B, T) token ids, (B, T) True = real → (B, T, n_classes) scores; padded keys hidden from every query."""
+        x = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]
+        block = pre_ln_forward if self.norm_first else post_ln_forward
+        for parts in self.blocks:
+            x = block(x, parts, mask[:, None, None, :])
+        return self.head(self.final_norm(x))
+
+
+def sort_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, tokens: Tensor,
+                    targets: Tensor, mask: Tensor) -> float:
+    """One training step (the reference for exercise 10.8): cross-entropy on the real positions, backward, step."""
+    logits = model(tokens, mask)
+    loss = F.cross_entropy(logits[mask], targets[mask])  # padded positions carry no loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batch: SortBatch) -> tuple[float, float]:
-    """(token accuracy, sequence accuracy) on a fixed batch, in eval mode (mode restored)."""
+def evaluate(model: nn.Module, batch: SortBatch,
+             accuracy: Callable[[Tensor, Tensor, Tensor], float] | None = None) -> tuple[float, float]:
+    """(token accuracy, sequence accuracy) on a fixed batch, in eval mode (mode restored); ``accuracy`` replaces
+    ``masked_token_accuracy`` (lab 10 passes the student's)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     tokens, targets, mask = batch.tensors(device)
     logits = model(tokens, mask)
     model.train(was_training)
-    return masked_token_accuracy(logits, targets, mask), sequence_accuracy(logits, targets, mask)
+    return float((accuracy or masked_token_accuracy)(logits, targets, mask)), sequence_accuracy(logits, targets, mask)
 
 
 def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_len: int = 4, max_len: int = 12,
                      lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.01, seed: int = 0,
-                     val_batch: SortBatch | None = None, eval_every: int = 100, progress: bool = True) -> dict[str, list[float]]:
+                     val_batch: SortBatch | None = None, eval_every: int = 100, progress: bool = True,
+                     step: Callable[..., float] | None = None,
+                     accuracy: Callable[[Tensor, Tensor, Tensor], float] | None = None,
+                     lr_factor: Callable[[int, int, int], float] | None = None) -> dict[str, list[float]]:
     """AdamW with warm-up and cosine decay on fresh seeded batches; returns a history dict.
+
+    ``step(model, optimizer, scheduler, tokens, targets, mask) -> loss`` replaces the built-in training step and
+    ``accuracy`` the held-out token accuracy, ``lr_factor(step, total, warmup)`` the schedule (lab 10 passes the
+    student's); ``warmup=0`` trains without warm-up.
 
     history: "step", "loss" (mean training loss since the previous evaluation), "val_accuracy" (token accuracy on
     val_batch), "val_sequence_accuracy", "seconds" (training time so far, evaluation excluded).
@@ -107,27 +153,49 @@ def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    factor = lr_factor or warmup_cosine
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, steps, warmup))
     history: dict[str, list[float]] = {"step": [], "loss": [], "val_accuracy": [], "val_sequence_accuracy": [], "seconds": []}
     watch, losses = Stopwatch(), []
     model.train()
     bar = tqdm(range(steps), desc="training", disable=not progress)
-    for step in bar:
+    train_step = step or sort_train_step
+    for i in bar:
         watch.start()
         tokens, targets, mask = make_sort_batch(batch_size, min_len, max_len, rng).tensors(device)
-        logits = model(tokens, mask)
-        loss = F.cross_entropy(logits[mask], targets[mask])  # padded positions carry no loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        loss = float(train_step(model, optimizer, schedule, tokens, targets, mask))
         watch.stop()
-        losses.append(loss.item())
-        if val_batch is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            token_acc, seq_acc = evaluate(model, val_batch)
-            for key, value in (("step", step + 1), ("loss", float(np.mean(losses))), ("val_accuracy", token_acc),
+        losses.append(loss)
+        if val_batch is not None and ((i + 1) % eval_every == 0 or i + 1 == steps):
+            token_acc, seq_acc = evaluate(model, val_batch, accuracy)
+            for key, value in (("step", i + 1), ("loss", float(np.mean(losses))), ("val_accuracy", token_acc),
                                ("val_sequence_accuracy", seq_acc), ("seconds", watch.seconds)):
                 history[key].append(value)
             losses = []
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{token_acc:.3f}")
     return history
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, tokens: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """(scores, [per-block attention weights (B, H, T, T), …]) from one eval-mode forward pass of a model whose blocks
+    call ``parts.self_attn`` (lab 10's SortTransformer, the student's or the reference): hooks ask each attention
+    module for its weights, so the student's forward pass runs unchanged (mode restored, hooks removed)."""
+    from dlcourse.attention import MultiHeadAttention
+
+    maps: list[Tensor] = []
+    handles = []
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args, kwargs: (args, {**kwargs, "need_weights": True}), with_kwargs=True))
+            handles.append(module.register_forward_hook(lambda m, args, out: maps.append(out[1])))
+    was_training = model.training
+    model.eval()
+    try:
+        scores = model(tokens, mask)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return scores, maps

@@ -131,3 +131,52 @@ class Encoder(nn.Module):
         finally:
             self.train(was_training)
 
+
+
+# ------------------------------------------------------------------------ lab 10: a block as plain parts
+def block_parts(d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, *, activation: Activation = "relu",
+                layer_norm_eps: float = 1e-5) -> nn.ModuleDict:
+    """The sub-modules of one encoder block in a plain container with no forward pass of its own (lab 10's
+    students write that): ``self_attn`` (lab 09's attention, returns (output, weights)), ``linear1``,
+    ``activation``, ``dropout`` (inside the FFN), ``linear2``, ``norm1``, ``norm2``, ``dropout1`` (on the attention
+    output) and ``dropout2`` (on the FFN output). Same names as ``EncoderBlock`` and ``nn.TransformerEncoderLayer``."""
+    return nn.ModuleDict({
+        "self_attn": MultiHeadAttention(d_model, n_heads, dropout=dropout),
+        "linear1": nn.Linear(d_model, d_ff),
+        "activation": nn.GELU() if activation == "gelu" else nn.ReLU(),
+        "dropout": nn.Dropout(dropout),
+        "linear2": nn.Linear(d_ff, d_model),
+        "norm1": nn.LayerNorm(d_model, eps=layer_norm_eps),
+        "norm2": nn.LayerNorm(d_model, eps=layer_norm_eps),
+        "dropout1": nn.Dropout(dropout),
+        "dropout2": nn.Dropout(dropout),
+    })
+
+
+def parts_of(block: EncoderBlock) -> nn.ModuleDict:
+    """``block``'s own sub-modules (shared, not copied) as ``block_parts`` lays them out."""
+    return nn.ModuleDict({
+        "self_attn": block.self_attn, "linear1": block.linear1,
+        "activation": nn.GELU() if block.activation == "gelu" else nn.ReLU(), "dropout": block.dropout,
+        "linear2": block.linear2, "norm1": block.norm1, "norm2": block.norm2,
+        "dropout1": block.dropout1, "dropout2": block.dropout2,
+    })
+
+
+def parts_feed_forward(x: Tensor, parts: nn.ModuleDict) -> Tensor:
+    """linear1 → activation → dropout → linear2, at every position (the reference for lab 10's FFN)."""
+    return parts.linear2(parts.dropout(parts.activation(parts.linear1(x))))
+
+
+def post_ln_forward(x: Tensor, parts: nn.ModuleDict, mask: Tensor | None = None) -> Tensor:
+    """Post-LN from parts: x = LN₁(x + drop₁(Attn(x))), then x = LN₂(x + drop₂(FFN(x))). mask: True = may attend."""
+    a, _ = parts.self_attn(x, mask=mask)
+    x = parts.norm1(x + parts.dropout1(a))
+    return parts.norm2(x + parts.dropout2(parts_feed_forward(x, parts)))
+
+
+def pre_ln_forward(x: Tensor, parts: nn.ModuleDict, mask: Tensor | None = None) -> Tensor:
+    """Pre-LN from parts: x = x + drop₁(Attn(LN₁(x))), then x = x + drop₂(FFN(LN₂(x)))."""
+    a, _ = parts.self_attn(parts.norm1(x), mask=mask)
+    x = x + parts.dropout1(a)
+    return x + parts.dropout2(parts_feed_forward(parts.norm2(x), parts))
