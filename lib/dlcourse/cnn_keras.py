@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,7 +20,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402  (after the environment defaults above)
 
-from dlcourse.data import ImageData  # noqa: E402
+from dlcourse.data import ImageData, Split  # noqa: E402
 from dlcourse.env import seed_everything  # noqa: E402
 from dlcourse.training import Stopwatch, TrainResult  # noqa: E402
 
@@ -129,6 +129,26 @@ class TestCheckpoints(keras.callbacks.Callback):
         self.watch.stop()
 
 
+def holdout(data: ImageData, n: int, seed: int) -> tuple[ImageData, ImageData]:
+    """Carve a seeded validation set of ``n`` images out of ``data.train``.
+
+    Returns ``(fit_data, test_data)``: ``fit_data`` trains on the other training images and uses the ``n``
+    held-out ones in place of a test set (its checkpoints, curves and early choices), and ``test_data`` is
+    ``data`` unchanged, for the one final evaluation on the test set.
+    """
+    (x, y), test = data
+    if not 0 < n < len(x):
+        raise ValueError(f"The validation set needs between 1 and {len(x) - 1} of the {len(x)} training images, not {n}.")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, fit = order[:n], order[n:]
+    return ImageData(train=Split(x[fit], y[fit]), test=Split(x[val], y[val])), ImageData(Split(x, y), Split(*test))
+
+
+def _copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh layer computing the same thing (for a student's augmentation: never train theirs in place)."""
+    return layer.__class__.from_config(layer.get_config())
+
+
 def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     """An endless stream of shuffled mini-batches (a new permutation every epoch)."""
     import tensorflow as tf
@@ -138,14 +158,18 @@ def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
 
 
 def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int | None = None,
-              peak_lr: float | None = None, seed: int = 0, augment: bool = False, target: float = 0.99,
-              verbose: int = 0, strategy: Any = None, synchronized_bn: bool = False
+              peak_lr: float | None = None, seed: int = 0, augment: bool | keras.layers.Layer = False,
+              target: float = 0.99, verbose: int = 0, strategy: Any = None, synchronized_bn: bool = False,
+              build: Callable[[], keras.Model] | None = None, recipe: str | None = None
               ) -> tuple[keras.Model, TrainResult]:
-    """Train `build_cnn` with the lab 07 recipe (None means the `RECIPE` value).
+    """Train a CNN with the lab 07 recipe (None means the `RECIPE` value).
 
-    ``data`` comes from ``load_mnist(scale=True, channels="last")``. Epochs may be fractional:
-    training runs in checkpoints of 1/``checkpoints_per_epoch`` epoch, each followed by a test
-    evaluation that the training time does not include. ``strategy`` (a tf.distribute strategy) builds
+    ``data`` comes from ``load_mnist(scale=True, channels="last")``, or from `holdout` so that the
+    checkpoints evaluate a validation set instead of the test set. Epochs may be fractional:
+    training runs in checkpoints of 1/``checkpoints_per_epoch`` epoch, each followed by an
+    evaluation of ``data.test`` that the training time does not include. ``build`` makes the network
+    (default `build_cnn`); ``augment`` is True for `augmentation_layers`, or a Keras layer whose copy is
+    put in front of the network. ``recipe`` names the row. ``strategy`` (a tf.distribute strategy) builds
     and compiles the model in its scope, so ``fit`` splits every global batch across its replicas.
     """
     epochs = RECIPE["epochs"] if epochs is None else epochs
@@ -165,7 +189,7 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
     total_steps = n_checkpoints * steps_per_checkpoint
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_cnn(augment=augment, synchronized_bn=synchronized_bn)
+        model = _model(build, augment, synchronized_bn)
         optimizer = keras.optimizers.SGD(
             learning_rate=warmup_cosine_schedule(total_steps, peak_lr, RECIPE["warmup_fraction"]),
             momentum=RECIPE["momentum"], nesterov=True, weight_decay=RECIPE["weight_decay"])
@@ -178,17 +202,46 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
 
     watch = Stopwatch()
     checkpoints = TestCheckpoints(x_test, y_test_1h, watch, target)
-    history = model.fit(_batches(x_train, y_train_1h, batch_size, seed), epochs=n_checkpoints,
-                        steps_per_epoch=steps_per_checkpoint, callbacks=[checkpoints], shuffle=False,
-                        verbose=verbose)
+    with _quiet_retracing():
+        history = model.fit(_batches(x_train, y_train_1h, batch_size, seed), epochs=n_checkpoints,
+                            steps_per_epoch=steps_per_checkpoint, callbacks=[checkpoints], shuffle=False,
+                            verbose=verbose)
     curves = {"loss": history.history["loss"], "accuracy": history.history["accuracy"],
               "val_loss": checkpoints.loss, "val_accuracy": checkpoints.accuracy}
     result = TrainResult(
-        framework=framework_name(), recipe="lab 07 CNN" + (" + augmentation" if augment else ""),
+        framework=framework_name(),
+        recipe=recipe or "lab 07 CNN" + (" + augmentation" if augment is not False else ""),
         params=trainable_params(model), epochs=round(total_steps * batch_size / len(x_train), 2),
         train_seconds=watch.seconds, test_accuracy=checkpoints.accuracy[-1],
         seconds_to_target=checkpoints.seconds_to_target, target=target, history=curves, device=_device())
     return model, result
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    """Hide TensorFlow's "triggered tf.function retracing" warning: each new model traces its own step
+    function once, as it should, and a lab that trains several models would print it every time."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _model(build: Callable[[], keras.Model] | None, augment: bool | keras.layers.Layer,
+           synchronized_bn: bool) -> keras.Model:
+    """The network to train: `build_cnn` or ``build()``, with the augmentation in front of it."""
+    if build is None and not isinstance(augment, keras.layers.Layer):
+        return build_cnn(augment=bool(augment), synchronized_bn=synchronized_bn)
+    network = build_cnn(synchronized_bn=synchronized_bn) if build is None else build()
+    if augment is False:
+        return network
+    front = _copy_layer(augment) if isinstance(augment, keras.layers.Layer) else keras.Sequential(augmentation_layers())
+    return keras.Sequential([keras.Input(shape=(28, 28, 1)), front, network], name=f"{network.name}_augmented")
 
 
 def keras_io_convnet() -> keras.Model:
@@ -242,3 +295,14 @@ def _device() -> str:
     import tensorflow as tf
 
     return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+
+
+def validation_table(results: list[TrainResult]) -> str:
+    """Runs trained on `holdout` data, side by side: their checkpoints measured the validation set."""
+    from dlcourse.tables import format_table
+
+    header = ["recipe", "epochs", "train s", "train acc (running)", "val acc", "s to 99.0% val"]
+    rows = [[r.recipe, f"{r.epochs:g}", f"{r.train_seconds:.1f}", f"{r.history['accuracy'][-1]:.4f}",
+             f"{r.test_accuracy:.4f}", "not reached" if r.seconds_to_target is None else f"{r.seconds_to_target:.1f}"]
+            for r in results]
+    return format_table(header, rows)

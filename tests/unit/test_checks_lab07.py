@@ -113,3 +113,82 @@ def test_predict_digits() -> None:
     assert "shape" in check_predict_digits.evaluate(batch_axis).message
     assert check_predict_digits.evaluate(_stub).status == "not_attempted"
     assert "pair" in check_predict_digits.evaluate(lambda m, x: np.zeros(3)).message
+
+
+def _registered(check, kind: str, label: str, wrap: str):
+    """Build a registered answer's object from its code (`wrap` is the function header, or '' for a value)."""
+    code = (check.wrong_answers if kind == "wrong" else check.accepted_answers)[label]
+    namespace = {"keras": keras, "math": math}
+    exec(wrap + code, namespace)
+    return namespace
+
+
+def test_build_cnn_compares_what_each_layer_computes() -> None:
+    def answer(label, kind="wrong"):
+        return _registered(check_build_cnn, kind, label, "def build_my_cnn():\n")["build_my_cnn"]
+
+    no_relu = check_build_cnn.evaluate(answer("Dense(128) without its ReLU"))
+    assert no_relu.status == "failed" and "relu" in no_relu.message
+    assert "Dropout(0.9)" in check_build_cnn.evaluate(answer("Dropout(0.9)")).message
+    rescaled = check_build_cnn.evaluate(answer("Rescaling(1/255) on images already in [0, 1]"))
+    assert rescaled.status == "failed" and "0.1307" in rescaled.hint
+    for label in check_build_cnn.accepted_answers:
+        assert check_build_cnn.evaluate(answer(label, "accepted")).passed, label
+
+
+def test_augmentation_reads_the_zoom_and_the_fill() -> None:
+    def answer(label, kind="wrong"):
+        return _registered(check_augmentation, kind, label, "")["augment"]
+
+    assert "90%" in check_augmentation.evaluate(answer("zooms by up to 90%")).message
+    reflect = check_augmentation.evaluate(answer("the default fill_mode='reflect' (mirrored strokes at the border)"))
+    assert reflect.status == "failed" and "fill_mode='constant'" in reflect.hint
+    assert check_augmentation.evaluate(answer("factors as (low, high) ranges, in another order", "accepted")).passed
+
+
+def test_conv_shapes_are_not_square() -> None:
+    from dlcourse.checks.lab07 import _CONV_CASES
+
+    for (h, w, c), filters, kernel, _, _ in _CONV_CASES:
+        assert len({h, w, c, filters, kernel}) == 5
+    height_twice = _registered(check_conv_shape_and_params, "wrong", "used the height for the width too",
+                               "def f(input_shape, filters, kernel_size, padding='same', use_bias=True):\n"
+                               "    h, w, c_in = input_shape\n")["f"]
+    assert check_conv_shape_and_params.evaluate(height_twice).status == "failed"
+
+
+def _notebook_cell(cell_id: str) -> str:
+    from pathlib import Path
+
+    from dlcourse import notebooks
+
+    nb = notebooks.read(Path(__file__).resolve().parents[2] / "solutions" / "07_keras_cnn.ipynb")
+    return next(c["source"] for c in nb.cells if c["id"] == cell_id)
+
+
+def test_the_lab_trains_the_students_network(capsys) -> None:
+    """The notebook's own cells: a wrong `build_my_cnn` changes what is trained; a stub makes the cell say so."""
+    from dlcourse.cnn_keras import holdout
+    from dlcourse.data import load_mnist
+
+    data = load_mnist(scale=True, channels="last", n_train=700, n_test=100, seed=0)
+    fit_data, _ = holdout(data, 180, seed=0)
+    wrong = _registered(check_build_cnn, "wrong", "convolutions with biases and 'valid' padding",
+                        "def build_my_cnn():\n")["build_my_cnn"]
+    outcomes = {}
+    def stub():
+        raise NotImplementedError("Exercise 07.2: replace this line with your code.")
+
+    for name, build_my_cnn in (("right", build_cnn), ("wrong", wrong), ("stub", stub)):
+        namespace = {"build_my_cnn": build_my_cnn, "keras": keras, "np": np}
+        exec(_notebook_cell("efbca210"), namespace)
+        namespace.update(fit_data=fit_data, EPOCHS=0.5, SEED=0, VERBOSE=0)
+        exec(_notebook_cell("c54bed4b"), namespace)
+        outcomes[name] = namespace["result"]
+    printed = capsys.readouterr().out
+    assert "This cell will build the network with your `build_my_cnn`: solve exercise 07.2 first" in printed
+    assert outcomes["stub"].recipe == "reference CNN" and outcomes["right"].recipe == "your CNN"
+    # The wrong network ('valid' convolutions with biases) is what trains: another size, other curves.
+    assert (outcomes["right"].params, outcomes["stub"].params) == (206_970, 206_970)
+    assert outcomes["wrong"].params == 3 * 3 * 16 + 16 + 3 * 3 * 16 * 32 + 32 + 2 * (16 + 32) + 800 * 128 + 128 + 1290
+    assert outcomes["wrong"].history["val_loss"] != outcomes["right"].history["val_loss"]

@@ -92,3 +92,33 @@ def test_keras_io_reference_trains(tiny) -> None:
     assert result.recipe == "keras.io convnet" and result.params == 34_826 and result.epochs == 1
     assert result.seconds_to_target is None
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(result.history)
+
+
+def test_holdout_carves_a_seeded_validation_set(tiny) -> None:
+    fit, test = cnn_keras.holdout(tiny, 140, seed=3)
+    assert (len(fit.train.x), len(fit.test.x)) == (500, 140)
+    assert np.array_equal(test.test.x, tiny.test.x) and len(test.train.x) == 640
+    again, _ = cnn_keras.holdout(tiny, 140, seed=3)
+    assert np.array_equal(again.test.y, fit.test.y)
+    # Every training image is in exactly one of the two parts.
+    together = np.concatenate([fit.train.x, fit.test.x]).reshape(640, -1)
+    assert len(np.unique(together, axis=0)) == len(np.unique(tiny.train.x.reshape(640, -1), axis=0))
+    with pytest.raises(ValueError, match="between 1 and 639"):
+        cnn_keras.holdout(tiny, 640, seed=0)
+
+
+def test_train_cnn_trains_the_given_network_and_a_copy_of_the_given_augmentation(tiny) -> None:
+    built = []
+
+    def build():
+        built.append(cnn_keras.build_cnn())
+        return built[-1]
+
+    augment = keras.Sequential([keras.layers.RandomZoom(0.1, fill_mode="constant")])
+    model, result = cnn_keras.train_cnn(tiny, build=build, augment=augment, epochs=0.25, recipe="mine")
+    assert len(built) == 1 and built[0] in model.layers and result.recipe == "mine"
+    assert augment not in model.layers  # a copy: the student's own layer is never trained in place
+    assert type(model.layers[0]).__name__ == "Sequential"
+    assert [type(layer).__name__ for layer in model.layers[0].layers] == ["RandomZoom"]
+    table = cnn_keras.validation_table([result])
+    assert "val acc" in table and "mine" in table
