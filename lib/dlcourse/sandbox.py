@@ -109,6 +109,9 @@ def wrap(command: list[str], workdir: Path, readable: list[Path] | tuple[Path, .
             "--", *command]
 
 
+OPEN_CGROUPS: set[Path] = set()  # made by this process and not yet removed (the tests read it)
+
+
 class ProcessCgroup:
     """A ``pids`` cgroup that caps how many processes one submission may have (root only).
 
@@ -131,6 +134,7 @@ class ProcessCgroup:
                 shutil.rmtree(path, ignore_errors=True) if path.exists() else None
                 continue
             self.path = path
+            OPEN_CGROUPS.add(path)
             break
 
     def command(self, command: list[str]) -> list[str]:
@@ -155,6 +159,7 @@ class ProcessCgroup:
                     pass
             try:
                 self.path.rmdir()  # succeeds once the cgroup is empty
+                OPEN_CGROUPS.discard(self.path)
                 return
             except OSError:
                 time.sleep(0.1)
