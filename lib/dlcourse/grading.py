@@ -385,4 +385,5 @@ def grade_all(paths: list[Path], lab: str, course: Path, *, cell_timeout: float 
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading lab {lab}", unit="notebook",
                            disable=not progress):
             reports[futures[future]] = future.result()
+    sandbox.sweep_cgroups()  # a fork bomb's processes can take a while to be reaped
     return [r for r in reports if r is not None]

@@ -150,7 +150,7 @@ class ProcessCgroup:
         import signal
         import time
 
-        for _ in range(300):  # up to 30 s: killed processes leave the cgroup only once they are reaped
+        for _ in range(300):  # up to 30 s (then sweep_cgroups): killed processes leave it once reaped
             pids = [int(p) for p in _read(self.path / "cgroup.procs").split()]
             for pid in pids:
                 try:
@@ -163,6 +163,23 @@ class ProcessCgroup:
                 return
             except OSError:
                 time.sleep(0.1)
+
+
+def sweep_cgroups(seconds: float = 60.0) -> None:
+    """Remove the cgroups whose processes were still being reaped when their submission ended."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while OPEN_CGROUPS and time.monotonic() < deadline:
+        for path in list(OPEN_CGROUPS):
+            try:
+                path.rmdir()
+                OPEN_CGROUPS.discard(path)
+            except FileNotFoundError:
+                OPEN_CGROUPS.discard(path)
+            except OSError:
+                pass
+        time.sleep(0.5)
 
 
 def _read(path: Path) -> str:
