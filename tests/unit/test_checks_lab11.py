@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dlcourse import mlm
-from dlcourse.checks.lab11 import (check_bert_mask, check_bigram_fill, check_masked_lm_loss, check_split_and_vocab,
-                                   check_top_k_fill)
+from dlcourse.checks.lab11 import (check_bert_mask, check_bigram_fill, check_masked_lm, check_masked_lm_loss,
+                                   check_split_and_vocab, check_top_k_fill, check_train_step)
 from dlcourse.functions import log_softmax, softmax
-from dlcourse.mlm_model import masked_lm_loss
+from dlcourse.mlm_model import BertConfig, TinyBert, TrainConfig, evaluate_mlm, masked_lm_loss, train_mlm, train_step
+from dlcourse.notebooks import find_exercises, read, replace_regions
+
+SOLUTION = Path(__file__).resolve().parents[2] / "solutions" / "11_masked_language_model.ipynb"
 
 WHOLE_TEXT = "every character of the whole corpus, QZ! included"
 
@@ -54,11 +59,32 @@ def test_bert_mask() -> None:
         inputs, _ = mlm.bert_mask(tokens, generator, **sizes)
         return inputs, tokens.clone()
 
+    def global_rng(tokens, generator, **sizes):
+        return mlm.bert_mask(tokens, torch.Generator().manual_seed(int(torch.randint(0, 10**6, ()))), **sizes)
+
+    def own_seed(tokens, generator, **sizes):
+        return mlm.bert_mask(tokens, torch.Generator().manual_seed(0), **sizes)
+
     assert "80% / 10% / 10%" in check_bert_mask.evaluate(all_mask).message
     assert "POSITIONS" in check_bert_mask.evaluate(vocabulary).hint
     assert "100.0%" in check_bert_mask.evaluate(every_label).message
-    assert "special token" in check_bert_mask.evaluate(
-        lambda t, g, **s: mlm.bert_mask(t, g, **{**s, "n_special": 0})).message
+    assert "same `generator` seed gave two different" in check_bert_mask.evaluate(global_rng).message
+    assert "different `generator` seeds gave the same" in check_bert_mask.evaluate(own_seed).message
+    # BERT's recipe (random tokens from the whole vocabulary, specials included) is accepted and named
+    whole = check_bert_mask.evaluate(lambda t, g, **s: mlm.bert_mask(t, g, **{**s, "n_special": 0}))
+    assert whole.passed and "whole vocabulary (BERT's recipe)" in whole.message
+    assert "this lab's choice" in check_bert_mask.evaluate(mlm.bert_mask).message
+
+
+def test_bert_mask_is_repeatable_with_the_same_generator_seed() -> None:
+    tokens = torch.randint(3, 30, (7, 50), generator=torch.Generator().manual_seed(1))
+    sizes = {"mask_id": 2, "n_special": 3, "vocab_size": 30}
+    first = mlm.bert_mask(tokens, torch.Generator().manual_seed(4), **sizes)
+    torch.manual_seed(123)  # the global generator does not matter
+    again = mlm.bert_mask(tokens, torch.Generator().manual_seed(4), **sizes)
+    other = mlm.bert_mask(tokens, torch.Generator().manual_seed(5), **sizes)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[1], other[1])
 
 
 def test_masked_lm_loss() -> None:
@@ -108,3 +134,55 @@ def test_top_k_fill() -> None:
     assert "-inf" in check_top_k_fill.evaluate(with_specials).hint
     assert check_top_k_fill.evaluate(wrong_axis).status == "failed"
     assert "(ids, probabilities)" in check_top_k_fill.evaluate(lambda *a: [1, 2, 3]).message
+
+
+def _lab_code(exercise_id: str, code=None) -> dict:
+    """Run the lab's exercise cell (its solution, or ``code`` in its solution regions); return its namespace."""
+    from torch import nn
+
+    from dlcourse.transformer import EncoderBlock
+
+    nb = read(SOLUTION)
+    cell = next(nb.cells[e.exercise_index] for e in find_exercises(nb) if e.id == exercise_id)
+    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "EncoderBlock": EncoderBlock, "BertConfig": BertConfig,
+                 "masked_lm_loss": masked_lm_loss}
+    exec(cell.source if code is None else replace_regions(cell.source, code, exercise_id), namespace)
+    return namespace
+
+
+def test_the_lab_model_and_step_pass_and_the_library_step_agrees() -> None:
+    assert check_masked_lm.evaluate(_lab_code("11.5")["MaskedLM"]).passed
+    assert check_train_step.evaluate(_lab_code("11.6")["train_step"]).passed
+    assert check_train_step.evaluate(train_step).passed
+    assert check_masked_lm.evaluate(TinyBert).status == "failed"  # its parameters live under `encoder.`
+    assert check_masked_lm.evaluate(lambda config: None).status == "failed"
+    assert "should return the loss as a number" in check_train_step.evaluate(lambda *a: "done").message
+
+
+def test_a_wrong_answer_changes_the_trained_model() -> None:
+    """The lab trains the student's model and step: a registered wrong answer moves the held-out loss."""
+    text = ("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
+            "The slings and arrows of outrageous fortune,\nOr to take arms against a sea of troubles\n") * 30
+    tok = mlm.CharTokenizer.from_text(text)
+    ids = torch.tensor(tok.encode(text))
+    held = mlm.make_masked_set(ids, tok, 16, n_windows=60)
+    config = BertConfig(tok.vocab_size, max_len=16, d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0)
+    training = TrainConfig(steps=300, batch_size=32, lr=3e-3, warmup=10)
+    unigram = mlm.baseline_scores(held, ids.numpy(), tok)["unigram"][0]
+
+    def trained(step_code=None) -> float:
+        torch.manual_seed(0)
+        model = _lab_code("11.5")["MaskedLM"](config)
+        step = _lab_code("11.6", step_code)["train_step"]
+        train_mlm(model, ids, tok, training, progress=False, step=step)
+        return evaluate_mlm(model, held)[0]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model: one thread is as fast, and parallel test workers do not compete
+    try:
+        right = trained()
+        wrong = trained(check_train_step.wrong_answers["loss over every position (ignored ones scored as token 0)"])
+    finally:
+        torch.set_num_threads(threads)
+    assert right < unigram - 0.2  # the lab's own model and step learn (2.35 vs 2.82 nats when written)
+    assert wrong > unigram > right  # scoring the unselected positions as [PAD] trains a worse model (3.79 nats)
