@@ -111,7 +111,7 @@ def test_recipe_schedule_is_what_onecyclelr_does() -> None:
 
 def test_train_cnn_with_the_students_pieces_trains_as_the_library_does(tiny_mnist) -> None:
     """Lab 08 passes the student's CNN, batches, step and accuracy; the reference pieces give the library's run."""
-    from dlcourse.checks.lab08_support import reference_accuracy, reference_shuffled_batches, reference_train_step
+    from dlcourse.checks.lab08 import reference_accuracy, reference_shuffled_batches, reference_train_step
 
     options = dict(epochs=1.5, seed=2, device="cpu", progress=False, target=0.5)
     _, library = cnn_torch.train_cnn(tiny_mnist, **options)
