@@ -60,7 +60,7 @@ def build_cnn(*, augment: bool = False, dropout: float = 0.25, synchronized_bn: 
     Input (28, 28, 1) floats in [0, 1]; output logits (use a loss with ``from_logits=True``).
     206,970 trainable parameters (plus 96 BatchNorm moving statistics, which are not trained).
     ``synchronized_bn`` makes BatchNorm use the statistics of the whole global batch under a
-    tf.distribute strategy (lab 12); on one device it changes nothing.
+    tf.distribute strategy (lab 13); on one device it changes nothing.
     """
     layers = keras.layers
     model_layers: list[layers.Layer] = [keras.Input(shape=(28, 28, 1))]

@@ -70,7 +70,7 @@ def recipe_loss() -> nn.Module:
 def recipe_optimizer(params: Any, *, peak_lr: float, total_steps: int
                      ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """RECIPE's SGD (Nesterov momentum, weight decay) and its OneCycleLR schedule over ``total_steps``:
-    shared by `train_cnn`, the lab 12 DDP script and the lab 12 resume demo."""
+    shared by `train_cnn`, the lab 13 DDP script and the lab 12 resume demo."""
     optimizer = torch.optim.SGD(params, lr=peak_lr, momentum=RECIPE["momentum"], nesterov=RECIPE["nesterov"],
                                 weight_decay=RECIPE["weight_decay"])
     pct_start = RECIPE["pct_start"]

@@ -30,7 +30,8 @@ class EncoderBlock(nn.Module):
     """Self-attention → add & norm → position-wise FFN → add & norm (Vaswani et al. 2017, §3.1).
 
     ``norm_first=False`` is the original post-LN block: x = LN(x + Sublayer(x)).
-    ``norm_first=True`` is pre-LN: x = x + Sublayer(LN(x)), which trains stably without warm-up (Xiong et al. 2020).
+    ``norm_first=True`` is pre-LN: x = x + Sublayer(LN(x)), in use by 2019 (GPT-2) and analysed by
+    Xiong et al. 2020, who argue it needs no warm-up.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, *,
