@@ -60,7 +60,7 @@ def test_the_script_runs_a_students_train_epochs_and_a_wrong_one_changes_the_run
 
     from dlcourse.ddp_train import train_epochs
 
-    source = "import torch\n\n\n" + inspect.getsource(train_epochs)
+    source = "from __future__ import annotations\n\nimport torch\n\n\n" + inspect.getsource(train_epochs)
     right, wrong = tmp_path / "right.py", tmp_path / "wrong.py"
     right.write_text(source)
     wrong.write_text(source.replace("        sampler.set_epoch(epoch)\n", ""))
