@@ -15,6 +15,12 @@ from pathlib import Path
 import pytest
 from nbval.plugin import IPyNbFile
 
+from dlcourse.launch import shared_core_env
+
+# Under pytest-xdist each worker, and every kernel and process it starts, gets its share of the cores
+# (set before any test module imports torch, NumPy or TensorFlow).
+os.environ.update(shared_core_env(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)))
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 LABS_DIR = ROOT / "labs"

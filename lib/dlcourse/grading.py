@@ -41,7 +41,7 @@ from dlcourse.check import HIDDEN_ENV
 from dlcourse.gradebook import (CSV_FIELDS, GradingError, format_summary, report_json, report_rows, write_feedback,  # noqa: F401
                                 write_gradebook, write_report)
 from dlcourse.grade_worker import TIMEOUT_ENAME
-from dlcourse.launch import ProcessTree
+from dlcourse.launch import ProcessTree, shared_core_env
 from dlcourse.notebooks import NotebookError, find_exercises, lab_notebook, meta, read, write
 
 STATUSES = ("passed", "failed", "not_attempted", "error", "timeout", "memory", "tampered")
@@ -247,6 +247,7 @@ class Options:
     memory_mb: int | None = 4096  # per process, RLIMIT_DATA; None: unlimited
     hidden: Path | None = None  # a folder of instructor-only labNN.py hidden checks
     keep: Path | None = None
+    jobs: int = 1  # submissions graded side by side: each kernel gets its share of the cores
 
     @property
     def sandbox_label(self) -> str:
@@ -259,6 +260,7 @@ def run_worker(notebook: Path, results: Path, cell_timeout: float, notebook_time
     workdir = notebook.parent
     env = {**os.environ, "DLCOURSE_FAST": "1", "DLCOURSE_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop(HIDDEN_ENV, None)  # hidden checks run only when this run asks for them
+    env.update(shared_core_env(options.jobs, env))
     if options.hidden is not None:
         env[HIDDEN_ENV] = str(Path(options.hidden).resolve())
     limits = sandbox.Limits(memory_mb=options.memory_mb)
@@ -373,7 +375,7 @@ def grade_all(paths: list[Path], lab: str, course: Path, *, cell_timeout: float 
         raise GradingError(f"{sandbox.sandbox_problem()}.")
     if hidden is not None and not Path(hidden).is_dir():
         raise GradingError(f"--hidden {hidden}: there is no such folder (it should hold lab{lab}.py).")
-    options = Options(cell_timeout, notebook_timeout, sandboxed, memory_mb, hidden, keep)
+    options = Options(cell_timeout, notebook_timeout, sandboxed, memory_mb, hidden, keep, max(1, jobs))
     skeleton = read(skeleton_path(course, lab))
     titles = exercise_titles(skeleton, lab)
     names = student_names(paths)

@@ -60,6 +60,21 @@ def worker_threads(n_processes: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_processes))
 
 
+# The variables PyTorch/OpenMP, MKL, OpenBLAS and TensorFlow read their thread counts from at start-up.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def shared_core_env(n_processes: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Thread counts for ``n_processes`` processes that run side by side (pytest workers, grading jobs):
+    each gets its share of the cores. Empty for one process, or where ``environ`` (default os.environ)
+    already sets any of them. Two kernels that each spin two OpenMP threads on two cores slow each
+    other down many times over: lab 14's FAST training cell took 1.7 s alone and 49 s beside another."""
+    environ = os.environ if environ is None else environ
+    if n_processes < 2 or any(name in environ for name in THREAD_VARIABLES):
+        return {}
+    return dict.fromkeys(THREAD_VARIABLES, str(worker_threads(n_processes)))
+
+
 class ProcessTree:
     """A started process and every descendant seen so far (refreshed while it runs)."""
 

@@ -95,3 +95,15 @@ def test_a_worker_killed_by_a_cpp_exception_is_named_in_the_error() -> None:
 
     assert _ERROR_LINE.match("  what():  [pair.cc:589] Read error [127.0.0.1]:3977: Connection reset by peer")
     assert _ERROR_LINE.match("[rank1]: ValueError: bad") and not _ERROR_LINE.match("step 3 loss 0.1")
+
+
+def test_processes_side_by_side_share_the_cores_and_a_set_thread_count_is_kept(monkeypatch):
+    from dlcourse import launch
+
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 8)
+    assert launch.shared_core_env(1, {}) == {}
+    assert launch.shared_core_env(2, {}) == dict.fromkeys(launch.THREAD_VARIABLES, "4")
+    assert launch.shared_core_env(3, {})["OMP_NUM_THREADS"] == "2"
+    assert launch.shared_core_env(16, {})["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert launch.shared_core_env(2, {"OMP_NUM_THREADS": "3"}) == {}  # the caller's choice stands
+
