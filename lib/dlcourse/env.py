@@ -174,3 +174,23 @@ def report(frameworks: bool = True, data: bool = True) -> EnvReport:
         rep.add("DLCOURSE_DATA", os.environ.get("DLCOURSE_DATA", "(unset)"))
         _data_rows(rep)
     return rep
+
+
+def kernel_usage() -> str:
+    """'This kernel has run for 412 s; its memory peaked at 1,830 MiB.' (peak resident memory where the
+    system reports it: Linux and macOS; elsewhere the current size)."""
+    import time
+
+    import psutil
+
+    process = psutil.Process()
+    seconds = time.time() - process.create_time()
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_mib = peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+        what = "its memory peaked at"
+    except ImportError:  # Windows
+        peak_mib, what = process.memory_info().rss / 2**20, "it now holds"
+    return f"This kernel has run for {seconds:,.0f} s; {what} {peak_mib:,.0f} MiB."

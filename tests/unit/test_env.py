@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import random
 import subprocess
 import sys
@@ -84,3 +85,11 @@ def test_report_renders_text_and_html() -> None:
     rep.add("a<b", 1)
     assert str(rep) == "torch  2.13.0\na<b    1"
     assert "a&lt;b" in rep._repr_html_()
+
+
+def test_kernel_usage_is_one_sentence_with_seconds_and_mebibytes() -> None:
+    from dlcourse.env import kernel_usage
+
+    sentence = kernel_usage()
+    assert sentence.startswith("This kernel has run for ") and sentence.endswith(" MiB.")
+    assert re.search(r"peaked at [\d,]+ MiB", sentence)
