@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -139,11 +140,14 @@ def bigram_fill_log_probs(counts: np.ndarray, left: int, right: int, k: float = 
 
 
 def baseline_scores(masked: MaskedSet, train_ids: np.ndarray, tokenizer: CharTokenizer,
-                    k: float = 1.0) -> dict[str, tuple[float, float]]:
+                    k: float = 1.0, fill: Callable[[np.ndarray, int, int, float], np.ndarray] | None = None
+                    ) -> dict[str, tuple[float, float]]:
     """Held-out masked-character (loss in nats, accuracy) of the unigram and the both-sides bigram baseline.
 
     The bigram sees the same corrupted window as the model: a neighbour that is a special token ([MASK], …)
-    or lies outside the window contributes no factor.
+    or lies outside the window contributes no factor. ``fill(counts, left, right, k)`` (lab 11's exercise
+    11.4: log P(c | left, right) over the normal characters, from their bigram counts) scores every target
+    that has both neighbours, once per distinct pair; None uses the vectorised formula below.
     """
     inputs, labels = masked.inputs.numpy(), masked.labels.numpy()
     rows, cols = np.nonzero(labels != IGNORE)
@@ -164,6 +168,11 @@ def baseline_scores(masked: MaskedSet, train_ids: np.ndarray, tokenizer: CharTok
     scores = np.where(has_left[:, None], log_left[np.maximum(left - ns, 0)], uni[ns:][None, :])
     scores = scores + np.where(has_right[:, None], log_right[np.maximum(right - ns, 0)], 0.0)
     bi = log_softmax(scores)
+    if fill is not None:
+        both = np.nonzero(has_left & has_right)[0]
+        pairs = {(int(a), int(b)) for a, b in zip(left[both] - ns, right[both] - ns)}
+        filled = {pair: np.asarray(fill(sub.copy(), *pair, k), dtype=np.float64) for pair in pairs}
+        bi[both] = np.stack([filled[(int(a), int(b))] for a, b in zip(left[both] - ns, right[both] - ns)])
     out = {}
     for name, lp in (("unigram", np.broadcast_to(uni[ns:], (len(targets), v))), ("bigram (both sides)", bi)):
         picked = lp[np.arange(len(targets)), targets - ns]

@@ -117,6 +117,24 @@ def test_bigram_fill() -> None:
     assert "NaN or infinite" in check_bigram_fill.evaluate(unsmoothed).message
 
 
+def test_the_labs_bigram_baseline_is_the_students_fill() -> None:
+    text = "to be or not to be, that is the question: whether 'tis nobler in the mind to suffer " * 3
+    tokenizer = mlm.CharTokenizer(mlm.build_vocab(text))
+    ids = torch.tensor(tokenizer.encode(text))
+    held_out = mlm.make_masked_set(ids[:150], tokenizer, 13, seed=5)
+    train_ids = ids.numpy()
+    library = mlm.baseline_scores(held_out, train_ids, tokenizer, k=0.5)
+    yours = mlm.baseline_scores(held_out, train_ids, tokenizer, k=0.5, fill=mlm.bigram_fill_log_probs)
+    np.testing.assert_allclose(yours["bigram (both sides)"], library["bigram (both sides)"], rtol=1e-12)
+
+    def left_only(counts, left, right, k):  # a wrong answer: ignores the right neighbour
+        return np.log((counts[left] + k) / (counts[left].sum() + k * counts.shape[0]))
+
+    wrong = mlm.baseline_scores(held_out, train_ids, tokenizer, k=0.5, fill=left_only)
+    assert wrong["bigram (both sides)"][0] > library["bigram (both sides)"][0] + 0.05
+    assert wrong["unigram"] == library["unigram"]
+
+
 def test_top_k_fill() -> None:
     assert check_top_k_fill.evaluate(mlm.top_k_fill).passed
 
