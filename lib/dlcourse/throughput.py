@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+import copy
+import math
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -74,13 +76,22 @@ class LayerCost:
         return self.flops / self.bytes
 
 
+def layer_flops(layer: nn.Module, out_shape: tuple[int, ...]) -> float:
+    """Forward FLOPs of one call of an nn.Conv2d or nn.Linear whose output has ``out_shape`` (the whole
+    batch; a multiply-add is 2 FLOPs; bias additions left out). The reference for lab 12's exercise 12.1."""
+    outputs = math.prod(out_shape)
+    if isinstance(layer, nn.Conv2d):
+        kh, kw = layer.kernel_size
+        return 2.0 * outputs * (layer.in_channels // layer.groups) * kh * kw
+    if isinstance(layer, nn.Linear):
+        return 2.0 * outputs * layer.in_features
+    raise ValueError(f"layer_flops counts nn.Conv2d and nn.Linear layers, not {type(layer).__name__}.")
+
+
 def _forward_flops(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """FLOPs of one forward call, counted from the shapes (2 per multiply-add)."""
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return 2 * y.numel() * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return 2 * y.numel() * module.in_features
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return layer_flops(module, tuple(y.shape))
     if isinstance(module, nn.BatchNorm2d):
         return 2 * y.numel()  # inference form: x·scale + shift
     if isinstance(module, nn.MaxPool2d):
@@ -92,11 +103,13 @@ def _forward_flops(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 
 def layer_costs(batch_size: int, *, model: nn.Module | None = None, time_layers: bool = True,
-                repeats: int = 20, rounds: int = 3, channels_last: bool = True) -> list[LayerCost]:
+                repeats: int = 20, rounds: int = 3, channels_last: bool = True,
+                flops: Callable[[nn.Module, tuple[int, ...]], float] | None = None) -> list[LayerCost]:
     """FLOPs, bytes and (optionally) measured forward time of every leaf layer of the lab 08 CNN.
 
     The model runs in eval mode on random images (channels_last, as lab 08 trains on the CPU); each
-    layer is then timed alone on the input it saw.
+    layer is then timed alone on the input it saw. ``flops(layer, out_shape)`` (lab 12's exercise 12.1)
+    counts the Conv2d and Linear layers, each handed a copy of the layer; None counts them here.
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = (model or build_cnn()).to(memory_format=fmt).eval()
@@ -115,7 +128,11 @@ def layer_costs(batch_size: int, *, model: nn.Module | None = None, time_layers:
     for name, module in leaves:
         inp, out = seen[name]
         n_params = sum(p.numel() for p in module.parameters())
-        cost = LayerCost(name, type(module).__name__, _forward_flops(module, inp, out),
+        if flops is not None and isinstance(module, (nn.Conv2d, nn.Linear)):
+            counted = float(flops(copy.deepcopy(module), tuple(out.shape)))
+        else:
+            counted = _forward_flops(module, inp, out)
+        cost = LayerCost(name, type(module).__name__, counted,
                          BYTES_PER_FLOAT * (inp.numel() + out.numel() + n_params))
         if time_layers:
             with torch.inference_mode():

@@ -6,7 +6,23 @@ import numpy as np
 import torch
 
 from dlcourse import checkpoint, mixed_precision
-from dlcourse.checks.lab12 import check_amp_train_step, check_checkpoint, check_quantize_int8
+from dlcourse.checks.lab12 import check_amp_train_step, check_checkpoint, check_layer_flops, check_quantize_int8
+from dlcourse.throughput import layer_costs, layer_flops, training_flops_per_sample
+
+
+def test_layer_flops_and_the_lab_counts_with_the_students_function() -> None:
+    assert check_layer_flops.evaluate(layer_flops).passed
+    assert check_layer_flops.evaluate(None).status == "not_attempted"
+
+    def mult_adds(layer, out_shape):  # a registered wrong answer: no factor 2
+        return layer_flops(layer, out_shape) / 2
+
+    result = check_layer_flops.evaluate(mult_adds)
+    assert result.status == "failed" and "2 FLOPs" in result.hint
+    # the lab's layer table and its training FLOPs per image come from the function it is given
+    ours = training_flops_per_sample(layer_costs(3, time_layers=False, flops=layer_flops), 3)
+    assert ours == training_flops_per_sample(layer_costs(3, time_layers=False), 3)
+    assert training_flops_per_sample(layer_costs(3, time_layers=False, flops=mult_adds), 3) < 0.6 * ours
 
 
 def test_amp_train_step() -> None:

@@ -1,5 +1,6 @@
-"""Checks for lab 12 (scaling up on one machine): a mixed-precision training step (autocast + GradScaler),
-symmetric int8 quantization, and a checkpoint that resumes a run bit for bit.
+"""Checks for lab 12 (scaling up on one machine): FLOPs counted from a layer's shape, a mixed-precision
+training step (autocast + GradScaler), symmetric int8 quantization, and a checkpoint that resumes a run
+bit for bit.
 
 NumPy at import: torch is imported inside the checks that need it."""
 
@@ -14,6 +15,69 @@ from dlcourse.check import expect, expect_array, expect_callable, expect_number,
 
 
 # ------------------------------------------------------------------------------------------- 12.1
+_COUNT = ("outputs = math.prod(out_shape)\n"
+          "if isinstance(layer, nn.Conv2d):\n"
+          "    kh, kw = layer.kernel_size\n"
+          "    return {conv}\n"
+          "if isinstance(layer, nn.Linear):\n"
+          "    return {linear}")
+_CONV = "2.0 * outputs * (layer.in_channels // layer.groups) * kh * kw"
+_LINEAR = "2.0 * outputs * layer.in_features"
+
+
+def _count(conv: str = _CONV, linear: str = _LINEAR) -> str:
+    return _COUNT.format(conv=conv, linear=linear)
+
+
+def _flop_cases() -> list[tuple[Any, tuple[int, ...]]]:
+    """(layer, input shape): sizes that differ on every axis, a non-square kernel, stride, groups, a 3-D input."""
+    from torch import nn
+
+    return [(nn.Conv2d(3, 8, kernel_size=(3, 5), stride=2, padding=1), (2, 3, 13, 9)),
+            (nn.Conv2d(6, 4, kernel_size=3, groups=2, bias=False), (5, 6, 11, 7)),
+            (nn.Linear(7, 5), (3, 11, 7)),
+            (nn.Linear(9, 2, bias=False), (4, 9))]
+
+
+@exercise("12.1", "FLOPs from a layer's shape", wrong_answers={
+    "multiply-adds, not FLOPs (no factor 2)": _count("outputs * (layer.in_channels // layer.groups) * kh * kw",
+                                                     "outputs * layer.in_features"),
+    "groups ignored": _count("2.0 * outputs * layer.in_channels * kh * kw"),
+    "a square kernel assumed": _count("2.0 * outputs * (layer.in_channels // layer.groups) * kh * kh"),
+    "Linear counted with out_features": _count(linear="2.0 * outputs * layer.out_features"),
+    "per sample, not for the whole batch": _count("2.0 * outputs / out_shape[0] * (layer.in_channels // layer.groups)"
+                                                  " * kh * kw", "2.0 * outputs / out_shape[0] * layer.in_features"),
+}, accepted_answers={
+    "from the weight's shape": "outputs = math.prod(out_shape)\n"
+                               "if isinstance(layer, nn.Conv2d):\n"
+                               "    return 2 * outputs * layer.weight[0].numel()  # (in/groups) x kh x kw\n"
+                               "if isinstance(layer, nn.Linear):\n"
+                               "    return 2 * outputs * layer.weight.shape[1]",
+    "NumPy's prod": _count().replace("math.prod(out_shape)", "int(np.prod(out_shape))"),
+})
+def check_layer_flops(layer_flops: Any) -> str:
+    import copy
+
+    import torch
+
+    from dlcourse.throughput import layer_flops as reference
+
+    expect_callable(layer_flops, name="layer_flops")
+    torch.manual_seed(12)
+    for layer, in_shape in _flop_cases():
+        out_shape = tuple(layer(torch.rand(in_shape)).shape)
+        want = reference(layer, out_shape)
+        what = (f"{type(layer).__name__}({layer.extra_repr()}) with output shape {out_shape}")
+        expect_number(layer_flops(copy.deepcopy(layer), out_shape), want, name=f"layer_flops for {what}", rtol=1e-9,
+                      hint="Every output value is one dot product: a multiply and an add (2 FLOPs) per term. A "
+                           "convolution's terms are in_channels / groups channels × kernel height × kernel width "
+                           "(layer.kernel_size is a pair); a Linear layer's are its in_features. Multiply by the "
+                           "number of output values, the whole batch included.")
+    return ("Right: 2 FLOPs per multiply-add, per output value, for convolutions (groups and non-square kernels "
+            "included) and Linear layers on inputs with extra leading dimensions.")
+
+
+# ------------------------------------------------------------------------------------------- 12.2
 _STEP = ("optimizer.zero_grad(set_to_none=True)\n"
          "with torch.autocast(x.device.type, dtype=dtype):\n"
          "    loss = loss_fn(model(x), y)\n"
@@ -61,7 +125,7 @@ def _run_step(step: Any, *args: Any) -> Any:
         raise
 
 
-@exercise("12.1", "A mixed-precision training step", wrong_answers={
+@exercise("12.2", "A mixed-precision training step", wrong_answers={
     "forward pass outside autocast": _step_code(autocast=False),
     "loss not scaled before backward": _step_code(backward="loss.backward()"),
     "optimizer.step() instead of scaler.step(optimizer)": _step_code(step="scaler.unscale_(optimizer)\n"
@@ -136,7 +200,7 @@ def check_amp_train_step(amp_train_step: Any) -> str:
             "float16 step was skipped with the scale halved.")
 
 
-# ------------------------------------------------------------------------------------------- 12.3
+# ------------------------------------------------------------------------------------------- 12.4
 _SAVE = ('return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),\n'
          '        "scheduler": state.scheduler.state_dict(), "step": state.step,\n'
          '        "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state()},\n'
@@ -154,7 +218,7 @@ def _without(line_start: str) -> str:
     return "\n".join(line for line in _LOAD.splitlines() if not line.startswith(line_start)) + "\n"
 
 
-@exercise("12.3", "A checkpoint that resumes exactly", wrong_answers={
+@exercise("12.4", "A checkpoint that resumes exactly", wrong_answers={
     "optimizer state not restored (fresh momentum)": [None, _without("state.optimizer")],
     "scheduler not restored (the warm-up restarts)": [None, _without("state.scheduler")],
     "torch's RNG not restored (other dropout masks)": [None, _without("torch.set_rng_state")],
@@ -242,13 +306,13 @@ def _unloadable(err: Exception) -> Exception:
                     f"({type(err).__name__}): it holds something other than tensors, dicts, lists, numbers and "
                     "strings.", "Save state dicts and tensors, not the model, optimizer or generator objects "
                                 "themselves.")
-# ------------------------------------------------------------------------------------------- 12.2
+# ------------------------------------------------------------------------------------------- 12.3
 def _quantize(w: np.ndarray) -> tuple[np.ndarray, float]:
     scale = float(np.abs(w).max()) / 127
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
-@exercise("12.2", "Symmetric int8 quantization", wrong_answers={
+@exercise("12.3", "Symmetric int8 quantization", wrong_answers={
     "scale from the unsigned range (255)": "scale = float(np.abs(w).max()) / 255\n"
                                            "q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)",
     "truncation instead of rounding": "scale = float(np.abs(w).max()) / 127\n"
