@@ -247,7 +247,7 @@ def train_cnn(data: ImageData, *, epochs: float | None = None, batch_size: int |
 
     ``data`` comes from ``load_mnist(scale=True, channels="first")`` (or Fashion-MNIST). None means
     RECIPE's value; the device is ``pick_device("torch")``; channels_last is on by default on the CPU,
-    where it makes the convolutions much faster. Test accuracy is evaluated at checkpoints (each epoch
+    the layout oneDNN's convolutions compute in. Test accuracy is evaluated at checkpoints (each epoch
     end and quarter epochs of the final epoch) with the stopwatch paused, so ``train_seconds`` and
     ``seconds_to_target`` count training only. Returns the trained model (in eval mode) and a TrainResult.
     ``amp_dtype`` (torch.bfloat16 or torch.float16) trains with mixed precision (lab 12): the forward pass
