@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,10 +100,13 @@ def wrap(command: list[str], workdir: Path, readable: list[Path] | tuple[Path, .
     """``command`` run inside the sandbox, with ``workdir`` its only writable folder besides /tmp.
 
     ``readable`` folders are shown read-only at their own paths; it matters only for those under
-    /tmp, which the private /tmp would otherwise hide (a data folder, the hidden checks)."""
+    /tmp, which the private /tmp would otherwise hide (a data folder, the hidden checks). The
+    interpreter's environment and the course (its checkout, for an editable install) are always shown,
+    for a course cloned under /tmp."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise SandboxError(sandbox_problem())
+    readable = [*readable, Path(sys.prefix), Path(__file__).resolve().parents[2]]
     shown = [arg for folder in readable if Path(folder).is_dir()
              for arg in ("--ro-bind", str(Path(folder).resolve()), str(Path(folder).resolve()))]
     return [bwrap, *_namespace_args(), *shown, "--bind", str(workdir), str(workdir), "--chdir", str(workdir),

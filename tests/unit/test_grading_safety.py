@@ -223,3 +223,11 @@ def test_a_process_cgroup_caps_forks_and_is_removed_afterwards() -> None:
         cgroup.close()
     assert 0 < int(done.stdout) < 8, done.stdout + done.stderr
     assert not cgroup.path.exists() and cgroup.path not in sandbox.OPEN_CGROUPS
+
+
+def test_the_sandbox_shows_the_interpreter_and_the_course_even_under_tmp(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: "/usr/bin/bwrap")
+    command = sandbox.wrap(["python"], tmp_path)
+    shown = {command[i + 1] for i, arg in enumerate(command) if arg == "--ro-bind"}
+    assert str(Path(sys.prefix).resolve()) in shown or sys.prefix in shown  # a clone under /tmp keeps its .venv
+    assert str(ROOT) in shown  # and its course files (the private /tmp would hide both)
