@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import psutil
 
@@ -64,7 +64,7 @@ def worker_threads(n_processes: int) -> int:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
-def shared_core_env(n_processes: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+def shared_core_env(n_processes: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Thread counts for ``n_processes`` processes that run side by side (pytest workers, grading jobs):
     each gets its share of the cores. Empty for one process, or where ``environ`` (default os.environ)
     already sets any of them. Two kernels that each spin two OpenMP threads on two cores slow each

@@ -9,10 +9,10 @@ Every number here is measured or counted on the machine that runs it.
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import dataclass
 import copy
 import math
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
