@@ -10,6 +10,10 @@ runs in the same invocation as the reference.
     python benchmarks/mnist.py --seeds 3      # mean and spread over seeds 0, 1, 2
     python benchmarks/mnist.py --no-reference # skip the ~15-epoch reference
     python benchmarks/mnist.py --fast         # seconds-long smoke run on a subset (tests use it)
+    python benchmarks/mnist.py --onednn off   # both Keras runs without TensorFlow's oneDNN kernels
+
+The Keras runs (the lab 07 recipe and the reference) use TensorFlow's oneDNN CPU kernels, as labs 07, 08, 12
+and 13 do (`TF_ENABLE_ONEDNN_OPTS=1`; see ``dlcourse.env.tensorflow_onednn``), unless ``--onednn off``.
 """
 
 from __future__ import annotations
@@ -52,9 +56,12 @@ def run_one(recipe: str, seed: int, fast: bool) -> TrainResult:
     return result
 
 
-def measure(recipe: str, seed: int, fast: bool) -> TrainResult:
+def measure(recipe: str, seed: int, fast: bool, onednn: bool = True) -> TrainResult:
     """Run `run_one` in a fresh interpreter and read its result back as JSON."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    from dlcourse.env import ONEDNN_VARIABLE
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+           ONEDNN_VARIABLE: "1" if onednn else "0"}
     args = [sys.executable, __file__, "--child", recipe, "--seed", str(seed)] + (["--fast"] if fast else [])
     out = subprocess.run(args, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for the lab recipes (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="skip the keras.io convnet (15 epochs)")
     parser.add_argument("--fast", action="store_true", help="tiny subset, for a smoke test")
+    parser.add_argument("--onednn", choices=("on", "off"), default="on", help="TensorFlow's oneDNN kernels (default on)")
     parser.add_argument("--child", choices=RECIPES, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -99,18 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(recipe, range(args.seeds)) for recipe in ("keras", "torch")]
     if not args.no_reference:
         plan.append(("reference", range(1)))
-    rows = []
+    rows, to_target = [], {}
     for recipe, seeds in plan:
         runs = []
         for seed in seeds:
-            runs.append(measure(recipe, seed, args.fast))
+            runs.append(measure(recipe, seed, args.fast, onednn=args.onednn == "on"))
             print(f"  {recipe} seed {seed}: {runs[-1].train_seconds:.1f} s, test accuracy {runs[-1].test_accuracy:.4f}",
                   file=sys.stderr, flush=True)
         rows.append(summary_row(runs))
+        reached = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
+        if len(reached) == len(runs):
+            to_target[recipe] = statistics.mean(reached)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     data = "a 1024-image subset (FAST smoke run)" if args.fast else "the full 60k training set, 10k test set"
-    print(f"MNIST recipes on {data}, {cores} CPU cores")
+    print(f"MNIST recipes on {data}, {cores} CPU cores, TensorFlow's oneDNN kernels {args.onednn}")
     print(format_table(HEADER, rows))
+    for slower in ("keras", "reference"):
+        if slower in to_target and "torch" in to_target:
+            print(f"{slower} / torch, mean seconds to 99.0%: {to_target[slower] / to_target['torch']:.2f}×")
     return 0
 
 

@@ -137,6 +137,23 @@ def _tensorflow_rows(report: EnvReport) -> None:
     gpus = tf.config.list_physical_devices("GPU")
     report.add("tensorflow devices", ", ".join(d.name for d in tf.config.list_physical_devices()) or "none")
     report.add("tensorflow device", "/GPU:0" if gpus else "/CPU:0")
+    report.add("tensorflow oneDNN kernels", {True: "on", False: "off", None: "unknown"}[tensorflow_onednn()])
+
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"  # read once, when TensorFlow loads: set it before `import tensorflow`
+
+
+def tensorflow_onednn() -> bool | None:
+    """Whether this TensorFlow process runs oneDNN's CPU kernels (None if the build cannot say).
+
+    TensorFlow turns them on by default only on some CPUs; ``TF_ENABLE_ONEDNN_OPTS=1`` in the environment before
+    TensorFlow is imported turns them on anywhere (labs 07, 08, 12 and 13 set it; it is much faster for their CNN).
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # private, so the answer may be unknown
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _data_rows(report: EnvReport) -> None:

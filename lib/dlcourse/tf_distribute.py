@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN's CPU kernels: see dlcourse.env.tensorflow_onednn
 
 
 def configure_devices(replicas: int) -> list[str]:

@@ -93,3 +93,26 @@ def test_kernel_usage_is_one_sentence_with_seconds_and_mebibytes() -> None:
     sentence = kernel_usage()
     assert sentence.startswith("This kernel has run for ") and sentence.endswith(" MiB.")
     assert re.search(r"peaked at [\d,]+ MiB", sentence)
+
+
+@pytest.mark.parametrize("value, expected", [("1", "True"), ("0", "False")])
+def test_tensorflow_onednn_follows_the_variable_read_at_import(value: str, expected: str) -> None:
+    import os
+
+    from dlcourse.env import ONEDNN_VARIABLE
+
+    code = "import tensorflow\nfrom dlcourse.env import tensorflow_onednn\nprint(tensorflow_onednn())"
+    env = {**os.environ, ONEDNN_VARIABLE: value, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_the_keras_cnn_module_turns_onednn_on_unless_told_otherwise() -> None:
+    import os
+
+    from dlcourse.env import ONEDNN_VARIABLE
+
+    code = "import dlcourse.cnn_keras\nfrom dlcourse.env import tensorflow_onednn\nprint(tensorflow_onednn())"
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_VARIABLE} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True"
