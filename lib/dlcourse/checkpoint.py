@@ -112,7 +112,7 @@ def train_steps(state: TrainState, x: Any, y: Any, n_steps: int, batch_size: int
 
 def checkpoint_payload(state: TrainState) -> dict[str, Any]:
     """Every piece of ``state`` plus torch's global RNG state, as tensors, dicts and numbers (the
-    reference for exercise 12.4): what `save_checkpoint` writes and `restore_state` reads back."""
+    reference for exercise 12.6): what `save_checkpoint` writes and `restore_state` reads back."""
     return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(), "step": state.step,
             "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state()},
@@ -120,7 +120,7 @@ def checkpoint_payload(state: TrainState) -> dict[str, Any]:
 
 
 def restore_state(state: TrainState, payload: dict[str, Any]) -> None:
-    """Put everything `checkpoint_payload` saved back into a freshly built ``state`` (exercise 12.4)."""
+    """Put everything `checkpoint_payload` saved back into a freshly built ``state`` (exercise 12.6)."""
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])

@@ -21,6 +21,9 @@ What each process does:
    and after the optimizer step every rank holds the same parameters;
 3. trains on its shard of the data (``DistributedSampler``: a different 1/W of every epoch per rank);
 4. rank 0 alone logs, writes the checkpoint (atomically) and the metrics JSON the notebook reads.
+
+For the notebook, the module also simulates the all-reduce in one process (NumPy): the ring that NCCL
+uses, the naive gather-to-rank-0 one, and the time each takes in Hockney's latency-bandwidth model.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -144,6 +148,75 @@ def gradient_identity(x: Tensor, y: Tensor, *, seed: int, train_mode: bool, lr: 
         "max_abs_grad": float(full_grad.abs().max()),
         "params_max_diff_between_ranks": ranks_identical(flat_params(ddp.module)),
     }
+
+
+# ------------------------------------------------------------------ the all-reduce, simulated in one process
+
+def combine_gradients(shard_grads: Sequence[np.ndarray], shard_sizes: Sequence[int]) -> np.ndarray:
+    """The full-batch gradient from the mean-loss gradients of shards of n_r samples each, Σ n_r·g_r / Σ n_r
+    (lab 13's exercise 13.7); with equal shards it is the plain average that DDP's all-reduce computes."""
+    sizes = np.asarray(shard_sizes, dtype=float)
+    return np.tensordot(sizes, np.stack(shard_grads), axes=1) / sizes.sum()
+
+
+def shard_gradients(model: nn.Module, x: Tensor, y: Tensor, world: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The flattened gradients of the mean cross-entropy on each of ``world`` equal shards of (x, y), as W
+    DDP ranks hold them before the all-reduce, and the gradient of the whole batch in one process."""
+    if world < 1 or len(x) % world:
+        raise ValueError(f"{len(x)} samples do not split into {world} equal shards: pick a batch that divides.")
+    loss_fn = nn.CrossEntropyLoss()
+
+    def gradient(xb: Tensor, yb: Tensor) -> np.ndarray:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(xb), yb).backward()
+        return flat_grad(model).detach().cpu().numpy().copy()
+
+    return [gradient(xs, ys) for xs, ys in zip(x.chunk(world), y.chunk(world))], gradient(x, y)
+
+
+def ring_all_reduce(grads: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """Average W vectors of length N, one per rank, as a ring all-reduce does, and count the elements each
+    rank sends (lab 13's exercise 13.10). Every rank cuts its copy into W chunks (np.array_split).
+    Reduce-scatter: in each of W − 1 steps rank r sends chunk (r − step) mod W to rank r + 1, which adds
+    it to its own; then rank r holds the sum of chunk r + 1. All-gather: in W − 1 more steps rank r sends
+    the finished chunk (r + 1 − step) mod W on, and the receiver keeps it. Every rank sends 2(W − 1)
+    chunks, about 2(W − 1)/W · N elements: the least any all-reduce can (Patarasuk & Yuan 2009)."""
+    shapes = {np.shape(g) for g in grads}
+    if not grads or len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"ring_all_reduce takes one 1-D array of the same length per rank, not shapes {shapes}.")
+    world = len(grads)
+    chunks = [np.array_split(np.array(g), world) for g in grads]  # each rank's own copy
+    sent = [0] * world
+    for shift, adds in ((0, True), (1, False)):  # reduce-scatter, then all-gather
+        for step in range(world - 1):
+            outbox = [(rank, (rank - step + shift) % world) for rank in range(world)]
+            messages = [(rank, index, chunks[rank][index].copy()) for rank, index in outbox]  # all send at once
+            for rank, index, chunk in messages:
+                sent[rank] += chunk.size
+                receiver = chunks[(rank + 1) % world]
+                receiver[index] = receiver[index] + chunk if adds else chunk
+    return [np.concatenate(own) / world for own in chunks], sent
+
+
+def gather_all_reduce(grads: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """The naive all-reduce: every rank sends its whole vector to rank 0, which averages them and sends the
+    average back to each: rank 0 sends (W − 1)·N elements, every other rank N."""
+    world, n = len(grads), int(np.size(grads[0]))
+    average = np.sum(np.stack(grads), axis=0) / world
+    return [average.copy() for _ in range(world)], [(world - 1) * n] + [n] * (world - 1)
+
+
+def ring_all_reduce_seconds(n_numbers: float, world: int, bytes_per_number: float, link_bytes_per_s: float,
+                            latency_s: float) -> float:
+    """Hockney's (1994) model of a message, latency + bytes ÷ link speed, for the ring's 2(W − 1) steps,
+    each one chunk of N/W numbers over every link at once."""
+    return 2 * (world - 1) * (latency_s + n_numbers / world * bytes_per_number / link_bytes_per_s)
+
+
+def gather_all_reduce_seconds(n_numbers: float, world: int, bytes_per_number: float, link_bytes_per_s: float,
+                              latency_s: float) -> float:
+    """The naive all-reduce in the same model: rank 0's one link takes W − 1 whole vectors in, then W − 1 out."""
+    return 2 * (world - 1) * (latency_s + n_numbers * bytes_per_number / link_bytes_per_s)
 
 
 def mean_across_ranks(value: Tensor) -> float:

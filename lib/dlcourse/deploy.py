@@ -1,7 +1,9 @@
-"""Lab 12, deployment basics for the lab 08 CNN: int8 dynamic quantization and export → reload.
+"""Lab 12, deployment basics for the lab 08 CNN: int8 quantization and export → reload.
 
-How much smaller and faster int8 makes the model and what it costs in accuracy, and a `.pt2`
-program that runs without the training code. Checkpoint → resume is in `dlcourse.checkpoint`.
+Int8 by hand (symmetric weights, affine activations, a Linear layer computed in integers) and
+PyTorch's dynamic quantization: how much smaller and faster int8 makes the model and what it costs
+in accuracy; and a `.pt2` program that runs without the training code. Checkpoint → resume is in
+`dlcourse.checkpoint`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,90 @@ from torch import Tensor, nn
 from dlcourse.cnn_torch import _as_images, _as_labels, batches, count_params, evaluate
 from dlcourse.errors import DlcourseError, whole_number
 from dlcourse.tables import format_table
-from dlcourse.throughput import best_seconds
+from dlcourse.throughput import Timer, inference_throughput
 
 
-# ------------------------------------------------------------------------ 1. int8 dynamic quantization
+# ------------------------------------------------------------------------ 1. int8 by hand
+
+def quantize_int8(w: Any) -> tuple[Any, float]:
+    """Symmetric int8 quantization of a NumPy array: ``(q, scale)`` with scale = max|w| / 127 and q the
+    nearest integers of w / scale, so that q · scale ≈ w. The reference for lab 12's exercise 12.4."""
+    import numpy as np
+
+    scale = float(np.abs(w).max()) / 127
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+
+def with_quantized_linear_weights(model: nn.Module, quantize: Callable[[Any], tuple[Any, float]]) -> nn.Module:
+    """A copy of ``model`` whose every Linear weight is ``q * scale`` from ``quantize(w)`` (a NumPy
+    float32 copy in, ``(int8 array, scale)`` out): the accuracy int8 weights give, computed in float32."""
+    import numpy as np
+
+    quantized = copy.deepcopy(model)
+    for module in quantized.modules():
+        if isinstance(module, nn.Linear):
+            w = module.weight.detach().cpu().numpy().copy()
+            q, scale = quantize(w)
+            module.weight.data = torch.as_tensor(np.asarray(q, dtype=np.float32) * float(scale),
+                                                 device=module.weight.device)
+    return quantized
+
+
+def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
+    """Affine uint8 quantization of a float tensor, its range stretched to include 0: ``(q, scale,
+    zero_point)`` with x ≈ scale · (q − zero_point). The reference for lab 12's exercise 12.5."""
+    lo, hi = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    scale = (hi - lo) / 255 or 1.0  # an all-zero x: any scale represents it
+    zero_point = round(-lo / scale)
+    q = torch.clamp(torch.round(x / scale) + zero_point, 0, 255).to(torch.uint8)
+    return q, scale, zero_point
+
+
+def int8_linear(q_x: Tensor, x_scale: float, x_zero: int, q_weight: Tensor, w_scale: float,
+                bias: Tensor | None) -> Tensor:
+    """A Linear layer computed in integers: uint8 activations (scale, zero point) times int8 weights
+    (out × in, one scale), summed in int32, rescaled to float32 once, then the float bias. The zero
+    point is taken out with the weights' row sums. The reference for lab 12's exercise 12.5."""
+    w = q_weight.to(torch.int32)
+    acc = q_x.to(torch.int32) @ w.T - x_zero * w.sum(dim=1)
+    y = acc.to(torch.float32) * (x_scale * w_scale)
+    return y if bias is None else y + bias
+
+
+class Int8Linear(nn.Module):
+    """An nn.Linear replaced by int8 weights and one scale; the forward pass quantizes each batch's
+    activations with ``quantize_x`` and computes the layer with ``linear`` (lab 12's exercise 12.5)."""
+
+    def __init__(self, layer: nn.Linear, quantize: Callable[[Any], tuple[Any, float]],
+                 quantize_x: Callable[[Tensor], tuple[Tensor, float, int]], linear: Callable[..., Tensor]):
+        import numpy as np
+
+        super().__init__()
+        q, scale = quantize(layer.weight.detach().cpu().numpy().copy())
+        self.register_buffer("q_weight", torch.as_tensor(np.asarray(q, dtype=np.int8)))
+        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().cpu().clone())
+        self.w_scale, self.quantize_x, self.linear = float(scale), quantize_x, linear
+
+    def forward(self, x: Tensor) -> Tensor:
+        q_x, x_scale, x_zero = self.quantize_x(x.clone())
+        bias = None if self.bias is None else self.bias.clone()
+        return self.linear(q_x, x_scale, x_zero, self.q_weight.clone(), self.w_scale, bias)
+
+
+def with_int8_linear_layers(model: nn.Module, quantize: Callable[[Any], tuple[Any, float]],
+                            quantize_x: Callable[[Tensor], tuple[Tensor, float, int]] = quantize_activations,
+                            linear: Callable[..., Tensor] = int8_linear) -> nn.Module:
+    """A CPU, eval-mode copy of ``model`` whose every nn.Linear is an `Int8Linear`: int8 weights from
+    ``quantize``, activations quantized batch by batch, products summed in integers."""
+    copied = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
+    for parent in list(copied.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, Int8Linear(child, quantize, quantize_x, linear))
+    return copied
+
+
+# ------------------------------------------------------------------------ 2. PyTorch's int8 dynamic quantization
 
 def quantize_linear_int8(model: nn.Module) -> nn.Module:
     """An int8 copy of ``model`` (on the CPU, eval mode) whose nn.Linear layers use dynamic quantization.
@@ -49,21 +131,6 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(float_copy, {nn.Linear}, dtype=torch.qint8)
 
 
-def with_quantized_linear_weights(model: nn.Module, quantize: Callable[[Any], tuple[Any, float]]) -> nn.Module:
-    """A copy of ``model`` whose every Linear weight is ``q * scale`` from ``quantize(w)`` (a NumPy
-    float32 copy in, ``(int8 array, scale)`` out): the accuracy int8 weights give, computed in float32."""
-    import numpy as np
-
-    quantized = copy.deepcopy(model)
-    for module in quantized.modules():
-        if isinstance(module, nn.Linear):
-            w = module.weight.detach().cpu().numpy().copy()
-            q, scale = quantize(w)
-            module.weight.data = torch.as_tensor(np.asarray(q, dtype=np.float32) * float(scale),
-                                                 device=module.weight.device)
-    return quantized
-
-
 def linear_weight_count(model: nn.Module) -> int:
     """Weights of the nn.Linear layers (no biases): the numbers int8 dynamic quantization stores as int8."""
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
@@ -76,25 +143,19 @@ def saved_size_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def latency_ms(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, *, repeats: int = 10,
-               rounds: int = 5) -> float:
-    """Milliseconds per call of ``model(x)`` under torch.inference_mode, after a warm-up call.
+def latency_ms(model: nn.Module, x: Tensor, *, repeats: int = 10, rounds: int = 5,
+               timer: Timer | None = None) -> float:
+    """Milliseconds per call of ``model(x)`` in eval mode under torch.inference_mode.
 
-    The best of ``rounds`` rounds of ``repeats`` calls (a busy machine only ever adds time), timed by
-    `dlcourse.throughput`'s helper. An nn.Module runs in eval mode; its previous mode is restored.
-    Threads are left as they are.
+    The best of ``rounds`` rounds of ``repeats`` calls, each after a warm-up call (a busy machine only
+    ever adds time), timed by ``timer`` (lab 12's exercise 12.2; None: `dlcourse.throughput`'s
+    `images_per_second`) on copies, so the model's mode is left as it was. Threads are left as they are.
     """
     whole_number("repeats", repeats, 1)
     whole_number("rounds", rounds, 1)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    try:
-        with torch.inference_mode():
-            return best_seconds(lambda: model(x), repeats, rounds) * 1000.0
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
+    if not isinstance(model, nn.Module):
+        raise DlcourseError(f"latency_ms times a torch nn.Module, not {type(model).__name__}.")
+    return 1000.0 * len(x) / inference_throughput(model, x, iterations=repeats, rounds=rounds, timer=timer)
 
 
 def max_logit_change(model: nn.Module, qmodel: nn.Module, x: Any, *, batch_size: int = 1000) -> float:
@@ -114,11 +175,11 @@ def max_logit_change(model: nn.Module, qmodel: nn.Module, x: Any, *, batch_size:
 
 
 def quantization_report(model: nn.Module, x_test: Any, y_test: Any, *, latency_batch: int = 256,
-                        repeats: int = 10, rounds: int = 5) -> list[dict[str, Any]]:
+                        repeats: int = 10, rounds: int = 5, timer: Timer | None = None) -> list[dict[str, Any]]:
     """Rows "float32" and "int8 dynamic (Linear)": saved size, CPU latency, test accuracy, int8 share.
 
-    Both models run on the CPU (where dynamic quantization runs), timed on the first
-    ``latency_batch`` test images. ``int8_params`` counts the weights stored as int8.
+    Both models run on the CPU (where dynamic quantization runs), timed by ``timer`` (see `latency_ms`)
+    on the first ``latency_batch`` test images. ``int8_params`` counts the weights stored as int8.
     """
     x, y = _as_images(x_test).cpu(), _as_labels(y_test).cpu()
     if len(x) != len(y) or len(x) == 0:
@@ -130,7 +191,7 @@ def quantization_report(model: nn.Module, x_test: Any, y_test: Any, *, latency_b
     rows = []
     for name, (m, int8_params) in models.items():
         rows.append({"model": name, "size_kb": saved_size_bytes(m) / 1000,
-                     "latency_ms": latency_ms(m, x[:latency_batch], repeats=repeats, rounds=rounds),
+                     "latency_ms": latency_ms(m, x[:latency_batch], repeats=repeats, rounds=rounds, timer=timer),
                      "latency_batch": min(latency_batch, len(x)),
                      "accuracy": evaluate(m, x, y, device="cpu"), "int8_params": int8_params, "params": total})
     return rows
@@ -149,7 +210,7 @@ def quantization_table(rows: Sequence[dict[str, Any]]) -> str:
     return format_table(header, cells)
 
 
-# ------------------------------------------------------------------------ 2. export and reload
+# ------------------------------------------------------------------------ 3. export and reload
 
 @dataclass
 class ExportResult:

@@ -110,7 +110,7 @@ def native_bf16_cpu() -> bool | None:
 
 def amp_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                    x: torch.Tensor, y: torch.Tensor, loss_fn: Any, dtype: torch.dtype) -> float:
-    """One mixed-precision step (the reference for exercise 12.2): forward and loss under autocast,
+    """One mixed-precision step (the reference for exercise 12.3): forward and loss under autocast,
     the scaled loss backward, ``scaler.step`` (unscales; skips the step if a gradient is inf/NaN),
     ``scaler.update`` (halves the scale after a skip, grows it after a run of good steps)."""
     optimizer.zero_grad(set_to_none=True)

@@ -123,6 +123,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 StepFn = Callable[[nn.Module, torch.optim.Optimizer, Tensor, Tensor], float]
 MaskFn = Callable[..., tuple[Tensor, Tensor]]
+EvalFn = Callable[[nn.Module, MaskedSet], tuple[float, float]]
 
 
 def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, max_norm: float) -> float:
@@ -148,11 +149,12 @@ def _tiny_bert_step(model: TinyBert, optimizer: torch.optim.Optimizer, inputs: T
 
 def train_mlm(model: nn.Module, train_ids: Tensor, tokenizer: CharTokenizer, config: TrainConfig,
               val_set: MaskedSet | None = None, progress: bool = True, *, step: StepFn | None = None,
-              mask: MaskFn = bert_mask) -> History:
+              mask: MaskFn = bert_mask, evaluate: EvalFn = evaluate_mlm) -> History:
     """AdamW (Loshchilov & Hutter 2019) on freshly masked random windows, a fixed number of steps (seeded).
 
     ``step(model, optimizer, inputs, labels) -> loss`` makes one update (default: ``train_step``, or TinyBert's
-    cheaper equivalent); ``mask`` corrupts each batch (``bert_mask``'s signature)."""
+    cheaper equivalent); ``mask`` corrupts each batch (``bert_mask``'s signature); ``evaluate(model, val_set)``
+    scores the curve's held-out points (``evaluate_mlm``'s signature; it must leave the model in training mode)."""
     if step is None:
         step = _tiny_bert_step if isinstance(model, TinyBert) else train_step
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
@@ -181,7 +183,7 @@ def train_mlm(model: nn.Module, train_ids: Tensor, tokenizer: CharTokenizer, con
         running, count = running + loss, count + 1
         last = index == config.steps - 1
         if val_set is not None and ((index + 1) % config.eval_every == 0 or last):
-            val_loss, val_acc = evaluate_mlm(model, val_set)
+            val_loss, val_acc = (float(v) for v in evaluate(model, val_set))
             history.step.append(index + 1)
             history.train_loss.append(running / count)
             history.val_loss.append(val_loss)

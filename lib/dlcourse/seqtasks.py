@@ -118,17 +118,28 @@ def sort_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batch: SortBatch,
-             accuracy: Callable[[Tensor, Tensor, Tensor], float] | None = None) -> tuple[float, float]:
-    """(token accuracy, sequence accuracy) on a fixed batch, in eval mode (mode restored); ``accuracy`` replaces
-    ``masked_token_accuracy`` (lab 10 passes the student's)."""
+def evaluate(model: nn.Module, batch: SortBatch, accuracy: Callable[[Tensor, Tensor, Tensor], float] | None = None,
+             batch_size: int | None = None) -> tuple[float, float]:
+    """(token accuracy, sequence accuracy) on a fixed batch, ``batch_size`` lists per forward pass (all at once when
+    None), in eval mode (mode restored): the reference for exercise 10.10. A chunk's token accuracy is weighted by its
+    real positions and its sequence accuracy by its lists, so a smaller last chunk counts for what it holds.
+    ``accuracy`` replaces ``masked_token_accuracy`` (lab 10 passes the student's)."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    accuracy = accuracy or masked_token_accuracy
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     tokens, targets, mask = batch.tensors(device)
-    logits = model(tokens, mask)
+    step = batch_size or len(tokens)
+    token_hits = list_hits = 0.0
+    for start in range(0, len(tokens), step):
+        part = slice(start, start + step)
+        logits = model(tokens[part], mask[part])
+        token_hits += float(accuracy(logits, targets[part], mask[part])) * int(mask[part].sum())
+        list_hits += sequence_accuracy(logits, targets[part], mask[part]) * len(logits)
     model.train(was_training)
-    return float((accuracy or masked_token_accuracy)(logits, targets, mask)), sequence_accuracy(logits, targets, mask)
+    return token_hits / int(mask.sum()), list_hits / len(tokens)
 
 
 def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_len: int = 4, max_len: int = 12,
@@ -136,12 +147,15 @@ def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_
                      val_batch: SortBatch | None = None, eval_every: int = 100, progress: bool = True,
                      step: Callable[..., float] | None = None,
                      accuracy: Callable[[Tensor, Tensor, Tensor], float] | None = None,
-                     lr_factor: Callable[[int, int, int], float] | None = None) -> dict[str, list[float]]:
+                     lr_factor: Callable[[int, int, int], float] | None = None,
+                     evaluator: Callable[..., tuple[float, float]] | None = None,
+                     eval_batch_size: int = 256) -> dict[str, list[float]]:
     """AdamW with warm-up and cosine decay on fresh seeded batches; returns a history dict.
 
     ``step(model, optimizer, scheduler, tokens, targets, mask) -> loss`` replaces the built-in training step and
-    ``accuracy`` the held-out token accuracy, ``lr_factor(step, total, warmup)`` the schedule (lab 10 passes the
-    student's); ``warmup=0`` trains without warm-up.
+    ``accuracy`` the held-out token accuracy, ``lr_factor(step, total, warmup)`` the schedule, and
+    ``evaluator(model, val_batch, accuracy, eval_batch_size) -> (token, sequence accuracy)`` the held-out evaluation
+    (lab 10 passes the student's); ``warmup=0`` trains without warm-up.
 
     history: "step", "loss" (mean training loss since the previous evaluation), "val_accuracy" (token accuracy on
     val_batch), "val_sequence_accuracy", "seconds" (training time so far, evaluation excluded).
@@ -167,7 +181,8 @@ def train_sort_model(model: nn.Module, *, steps: int, batch_size: int = 64, min_
         watch.stop()
         losses.append(loss)
         if val_batch is not None and ((i + 1) % eval_every == 0 or i + 1 == steps):
-            token_acc, seq_acc = evaluate(model, val_batch, accuracy)
+            token_acc, seq_acc = (evaluator or evaluate)(model, val_batch, accuracy or masked_token_accuracy,
+                                                         eval_batch_size)
             for key, value in (("step", i + 1), ("loss", float(np.mean(losses))), ("val_accuracy", token_acc),
                                ("val_sequence_accuracy", seq_acc), ("seconds", watch.seconds)):
                 history[key].append(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from dlcourse.cnn_torch import build_cnn
+from dlcourse.cnn_torch import _sync, build_cnn
+from dlcourse.errors import DlcourseError
 
 BYTES_PER_FLOAT = 4
 
@@ -43,6 +45,50 @@ def best_seconds(run, repeats: int, rounds: int) -> float:
         for _ in range(repeats):
             run()
         best = min(best, (time.perf_counter() - start) / repeats)
+    return best
+
+
+def images_per_second(model: nn.Module, x: torch.Tensor, *, warmup: int, iterations: int,
+                      synchronize: Callable[[], None]) -> float:
+    """Inference throughput of ``model`` on the batch ``x``: images per second over ``iterations`` timed
+    calls, after ``warmup`` untimed ones (the first calls allocate memory and pick kernels), in eval mode
+    under torch.inference_mode. ``synchronize()`` waits for queued device work (a GPU runs asynchronously)
+    before the clock starts and before it stops. The model's mode is restored. The reference for lab 12's
+    exercise 12.2."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(x)
+            synchronize()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                model(x)
+            synchronize()
+            seconds = time.perf_counter() - start
+    finally:
+        model.train(was_training)
+    return len(x) * iterations / seconds
+
+
+Timer = Callable[..., float]  # images_per_second's signature: (model, x, *, warmup, iterations, synchronize)
+
+
+def inference_throughput(model: nn.Module, x: torch.Tensor, *, iterations: int, rounds: int,
+                         timer: Timer | None = None) -> float:
+    """The best images/s of ``rounds`` calls of ``timer`` (`images_per_second` unless given: lab 12's exercise
+    12.2), each one warm-up call then ``iterations`` timed ones; a busy machine only ever slows a round down.
+    The timer gets its own copies of the model and the batch, and a synchroniser for the batch's device."""
+    timer = timer or images_per_second
+    synchronize = functools.partial(_sync, x.device)
+    best = 0.0
+    for _ in range(rounds):
+        rate = timer(copy.deepcopy(model), x.clone(), warmup=1, iterations=iterations, synchronize=synchronize)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+            raise DlcourseError(f"The timer returned {rate!r}, not a positive number of images per second: "
+                                "run the check of exercise 12.2 on it.")
+        best = max(best, float(rate))
     return best
 
 
@@ -104,11 +150,13 @@ def _forward_flops(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 def layer_costs(batch_size: int, *, model: nn.Module | None = None, time_layers: bool = True,
                 repeats: int = 20, rounds: int = 3, channels_last: bool = True,
-                flops: Callable[[nn.Module, tuple[int, ...]], float] | None = None) -> list[LayerCost]:
+                flops: Callable[[nn.Module, tuple[int, ...]], float] | None = None,
+                timer: Timer | None = None) -> list[LayerCost]:
     """FLOPs, bytes and (optionally) measured forward time of every leaf layer of the lab 08 CNN.
 
     The model runs in eval mode on random images (channels_last, as lab 08 trains on the CPU); each
-    layer is then timed alone on the input it saw. ``flops(layer, out_shape)`` (lab 12's exercise 12.1)
+    layer is then timed alone on the input it saw, by `inference_throughput` with ``timer`` (lab 12's
+    exercise 12.2; None: `images_per_second`). ``flops(layer, out_shape)`` (lab 12's exercise 12.1)
     counts the Conv2d and Linear layers, each handed a copy of the layer; None counts them here.
     """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -135,8 +183,7 @@ def layer_costs(batch_size: int, *, model: nn.Module | None = None, time_layers:
         cost = LayerCost(name, type(module).__name__, counted,
                          BYTES_PER_FLOAT * (inp.numel() + out.numel() + n_params))
         if time_layers:
-            with torch.inference_mode():
-                cost.seconds = best_seconds(lambda m=module, i=inp: m(i), repeats=repeats, rounds=rounds)
+            cost.seconds = len(inp) / inference_throughput(module, inp, iterations=repeats, rounds=rounds, timer=timer)
         costs.append(cost)
     return costs
 

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlcourse.checks.lab10 import (check_feed_forward, check_layer_norm, check_lr_factor, check_masked_accuracy,
-                                   check_post_ln_block, check_pre_ln_block, check_sort_targets, check_sort_transformer,
-                                   check_train_step)
+from dlcourse.checks.lab10 import (check_feed_forward, check_held_out_accuracy, check_layer_norm, check_lr_factor,
+                                   check_masked_accuracy, check_post_ln_block, check_pre_ln_block, check_sort_targets,
+                                   check_sort_transformer, check_train_step)
 from dlcourse.optim import warmup_cosine
-from dlcourse.seqtasks import (N_DIGITS, VOCAB_SIZE, SortTransformer, evaluate, make_sort_batch, sort_train_step,
-                               train_sort_model)
+from dlcourse.seqtasks import (N_DIGITS, VOCAB_SIZE, SortTransformer, evaluate, make_sort_batch, masked_token_accuracy,
+                               sequence_accuracy, sort_train_step, train_sort_model)
 from dlcourse.transformer import parts_feed_forward, post_ln_forward, pre_ln_forward
 
 
@@ -178,3 +178,71 @@ def test_the_trained_sorter_is_the_students() -> None:
     right = _train(sort_train_step)
     frozen = _train(scheduler_never_stepped)
     assert right > 0.5 and right - frozen > 0.2, (right, frozen)
+
+
+def _per_batch_mean(model, batch, accuracy, batch_size):
+    """The registered wrong answer 'averaged the per-batch accuracies' (everything else right)."""
+    was_training = model.training
+    model.eval()
+    tokens, targets, mask = batch.tensors()
+    token_accs, list_accs = [], []
+    with torch.no_grad():
+        for start in range(0, len(tokens), batch_size):
+            t, y, m = tokens[start:start + batch_size], targets[start:start + batch_size], mask[start:start + batch_size]
+            logits = model(t, m)
+            token_accs.append(accuracy(logits, y, m))
+            list_accs.append(sequence_accuracy(logits, y, m))
+    model.train(was_training)
+    return float(np.mean(token_accs)), float(np.mean(list_accs))
+
+
+def _left_in_eval(model, batch, accuracy, batch_size):
+    """The registered wrong answer 'left the model in eval mode'."""
+    model.eval()
+    return evaluate(model, batch, accuracy, batch_size)  # which restores the mode it found: eval
+
+
+def test_held_out_accuracy() -> None:
+    assert check_held_out_accuracy.evaluate(evaluate).passed
+    assert check_held_out_accuracy.evaluate(_stub).status == "not_attempted"
+    pooled = check_held_out_accuracy.evaluate(_per_batch_mean)
+    assert pooled.status == "failed" and "token accuracy" in pooled.message and "last chunk" in pooled.hint
+    assert "eval mode" in check_held_out_accuracy.evaluate(_left_in_eval).message
+
+    def dropout_on(model, batch, accuracy, batch_size):
+        tokens, targets, mask = batch.tensors()
+        with torch.no_grad():
+            logits = model(tokens, mask)
+        return accuracy(logits, targets, mask), sequence_accuracy(logits, targets, mask)
+
+    dropout = check_held_out_accuracy.evaluate(dropout_on)
+    assert dropout.status == "failed" and "dropout" in dropout.message and "model.eval()" in dropout.hint
+    one_number = check_held_out_accuracy.evaluate(lambda model, batch, accuracy, batch_size: 0.5)
+    assert one_number.status == "failed" and "two numbers" in one_number.message
+    ignored = check_held_out_accuracy.evaluate(lambda model, batch, accuracy, batch_size: evaluate(model, batch, accuracy))
+    assert ignored.status == "failed" and "lists at once" in ignored.message
+
+
+def _train_with(evaluator, dropout: float = 0.0) -> tuple[dict, SortTransformer]:
+    torch.manual_seed(0)
+    model = SortTransformer(VOCAB_SIZE, 8, 32, 4, 1, 64, N_DIGITS, dropout=dropout)
+    val = make_sort_batch(203, 3, 8, np.random.default_rng(1))  # chunks of 64 leave 11
+    history = train_sort_model(model, steps=30, batch_size=32, min_len=3, max_len=8, lr=3e-3, warmup=5, seed=0,
+                               val_batch=val, eval_every=10, progress=False, accuracy=masked_token_accuracy,
+                               evaluator=evaluator, eval_batch_size=64)
+    return history, model
+
+
+def test_the_held_out_numbers_are_the_students() -> None:
+    """train_sort_model measures with the evaluation it is given: the per-batch mean records other held-out
+    accuracies for the same training, and an evaluation that leaves the model in eval mode changes the training
+    itself (dropout goes off after the first evaluation, so the weights end up different)."""
+    right, right_model = _train_with(evaluate)
+    mean, mean_model = _train_with(_per_batch_mean)
+    assert all(torch.equal(p, q) for p, q in zip(right_model.parameters(), mean_model.parameters()))
+    assert right["val_accuracy"] != mean["val_accuracy"], (right["val_accuracy"], mean["val_accuracy"])
+    _, with_dropout = _train_with(evaluate, dropout=0.2)
+    _, frozen_mode = _train_with(_left_in_eval, dropout=0.2)
+    assert not frozen_mode.training and with_dropout.training
+    gap = max((p - q).abs().max().item() for p, q in zip(with_dropout.parameters(), frozen_mode.parameters()))
+    assert gap > 1e-3, gap

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dlcourse import mlm
-from dlcourse.checks.lab11 import (check_bert_mask, check_bigram_fill, check_masked_lm, check_masked_lm_loss,
-                                   check_split_and_vocab, check_top_k_fill, check_train_step)
+from dlcourse.checks.lab11 import (check_bert_mask, check_bigram_fill, check_evaluate_mlm, check_masked_lm,
+                                   check_masked_lm_loss, check_split_and_vocab, check_top_k_fill, check_train_step)
 from dlcourse.functions import log_softmax, softmax
 from dlcourse.mlm_model import BertConfig, TinyBert, TrainConfig, evaluate_mlm, masked_lm_loss, train_mlm, train_step
 from dlcourse.notebooks import find_exercises, read, replace_regions
@@ -162,8 +162,8 @@ def _lab_code(exercise_id: str, code=None) -> dict:
 
     nb = read(SOLUTION)
     cell = next(nb.cells[e.exercise_index] for e in find_exercises(nb) if e.id == exercise_id)
-    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "EncoderBlock": EncoderBlock, "BertConfig": BertConfig,
-                 "masked_lm_loss": masked_lm_loss}
+    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "mlm": mlm, "EncoderBlock": EncoderBlock,
+                 "BertConfig": BertConfig, "masked_lm_loss": masked_lm_loss}
     exec(cell.source if code is None else replace_regions(cell.source, code, exercise_id), namespace)
     return namespace
 
@@ -204,3 +204,64 @@ def test_a_wrong_answer_changes_the_trained_model() -> None:
         torch.set_num_threads(threads)
     assert right < unigram - 0.2  # the lab's own model and step learn (2.35 vs 2.82 nats when written)
     assert wrong > unigram > right  # scoring the unselected positions as [PAD] trains a worse model (3.79 nats)
+
+
+def test_evaluate_mlm_accepts_the_reference_the_solution_and_the_alternatives_and_names_the_mistakes() -> None:
+    assert check_evaluate_mlm.evaluate(evaluate_mlm).passed
+    assert check_evaluate_mlm.evaluate(_lab_code("11.7")["evaluate_mlm"]).passed
+    assert check_evaluate_mlm.evaluate(None).status == "not_attempted"
+
+    def stub(model, masked, batch_size=256):
+        raise NotImplementedError("Exercise 11.7: replace this line with your code.")
+
+    assert check_evaluate_mlm.evaluate(stub).status == "not_attempted"
+    for label, code in check_evaluate_mlm.accepted_answers.items():
+        assert check_evaluate_mlm.evaluate(_lab_code("11.7", code)["evaluate_mlm"]).passed, label
+    verdicts = {label: check_evaluate_mlm.evaluate(_lab_code("11.7", code)["evaluate_mlm"])
+                for label, code in check_evaluate_mlm.wrong_answers.items()}
+    assert all(v.status == "failed" and v.message and v.hint for v in verdicts.values()), verdicts
+    assert "dropout was on" in verdicts["training mode left on (no model.eval())"].message
+    assert "torch.no_grad()" in verdicts["gradients tracked (no torch.no_grad())"].hint
+    assert "model.train(was_training)" in verdicts["model.train() at the end, whatever the mode was"].hint
+    assert "divide ONCE" in verdicts["mean of the per-batch means"].hint
+    assert "scored 18 windows; the set has 23" in verdicts["the last, shorter batch left out"].message
+    assert "`batch_size` is 6" in verdicts["the whole set in one batch (batch_size ignored)"].message
+    assert "pair of numbers" in check_evaluate_mlm.evaluate(lambda model, masked, batch_size: 1.5).message
+
+
+def test_the_lab_measures_and_trains_with_the_students_evaluation() -> None:
+    """The curve and the headline loss come from the student's evaluate_mlm: a wrong answer changes them."""
+    text = ("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
+            "The slings and arrows of outrageous fortune,\nOr to take arms against a sea of troubles\n") * 30
+    tok = mlm.CharTokenizer.from_text(text)
+    ids = torch.tensor(tok.encode(text))
+    held = mlm.make_masked_set(ids, tok, 16)  # about 300 windows: batches of 256 and a short last one
+    curve = mlm.MaskedSet(held.inputs[:40], held.labels[:40])
+    config = BertConfig(tok.vocab_size, max_len=16, d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.3)
+    training = TrainConfig(steps=40, batch_size=32, lr=3e-3, warmup=5, eval_every=10)
+    yours = _lab_code("11.7")["evaluate_mlm"]
+    wrong = check_evaluate_mlm.wrong_answers
+
+    def trained(evaluate=None):
+        torch.manual_seed(0)
+        model = TinyBert(config)
+        extra = {} if evaluate is None else {"evaluate": evaluate}
+        history = train_mlm(model, ids, tok, training, val_set=curve, progress=False, **extra)
+        return model, history
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, library = trained()
+        _, mine = trained(yours)
+        _, stuck = trained(_lab_code("11.7", wrong["model left in evaluation mode afterwards"])["evaluate_mlm"])
+        headline = yours(model, held)
+        batch_means = _lab_code("11.7", wrong["mean of the per-batch means"])["evaluate_mlm"](model, held)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(mine.val_loss, library.val_loss, rtol=1e-6)  # the solution is the library's measure
+    np.testing.assert_allclose(headline, evaluate_mlm(model, held), rtol=1e-5)
+    # left in evaluation mode, the model trains on without dropout after the first evaluation: another model
+    assert abs(stuck.val_loss[-1] - library.val_loss[-1]) > 1e-3
+    assert abs(batch_means[0] - headline[0]) > 1e-4  # the short last batch weighs as much as a full one
+

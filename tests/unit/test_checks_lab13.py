@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
-from dlcourse import compute
+from dlcourse import compute, ddp_train
 from dlcourse.checks.lab13 import (check_chinchilla, check_combine_gradients, check_compute_estimate,
                                    check_ddp_schedule, check_energy, check_memory, check_param_formulas,
-                                   check_serving_cost)
+                                   check_ring_all_reduce, check_serving_cost)
 
 
 def test_param_formulas() -> None:
@@ -87,13 +88,14 @@ def test_energy() -> None:
     assert grams.status == "failed" and "kilograms" in grams.hint
 
 
-def _cell(lab: str, marker: str) -> str:
+def _cell(lab: str, marker: str, exercise: bool = False) -> str:
+    """The source of the solution's code cell that contains `marker`: an exercise cell, or one that is not."""
     from conftest import ROOT
     from dlcourse.notebooks import read
 
     [path] = (ROOT / "solutions").glob(f"{lab}_*.ipynb")
     return next(c.source for c in read(path).cells if c.cell_type == "code" and marker in c.source
-                and "BEGIN SOLUTION" not in c.source)
+                and ("BEGIN SOLUTION" in c.source) == exercise)
 
 
 def test_the_labs_tables_run_the_students_functions(capsys) -> None:
@@ -121,3 +123,112 @@ def test_the_labs_tables_run_the_students_functions(capsys) -> None:
     assert right != wrong
     price = compute.serving_cost_per_million_tokens(175e9, 989e12, 0.3, 3.0)[1]
     assert f"{price:,.4f}" in right and f"{price * 3:,.4f}" in wrong
+
+
+def _ring_variant(label: str | None, kind: str = "wrong") -> dict:
+    """The notebook's exercise 13.10 cell with a registered answer in place of the solution (None: the solution)."""
+    from dlcourse.notebooks import replace_regions
+
+    source = _cell("13", "def ring_all_reduce(", exercise=True)
+    if label is not None:
+        answers = check_ring_all_reduce.wrong_answers if kind == "wrong" else check_ring_all_reduce.accepted_answers
+        source = replace_regions(source, answers[label], "13.10")
+    namespace = {"np": np, "math": math}
+    exec(source, namespace)
+    return namespace
+
+
+def test_ring_all_reduce_reference() -> None:
+    rng = np.random.default_rng(0)
+    for world, n in [(1, 5), (2, 7), (3, 10), (6, 41)]:
+        grads = [rng.normal(size=n).astype(np.float32) for _ in range(world)]
+        before = [g.copy() for g in grads]
+        averaged, sent = ddp_train.ring_all_reduce(grads)
+        assert all(np.array_equal(g, b) for g, b in zip(grads, before))  # the inputs are not touched
+        assert all(v.dtype == np.float32 and np.allclose(v, np.mean(before, axis=0), atol=1e-6) for v in averaged)
+        assert sum(sent) == 2 * (world - 1) * n and max(sent) <= 2 * (world - 1) * math.ceil(n / world)
+        naive_avg, naive_sent = ddp_train.gather_all_reduce(grads)
+        assert np.allclose(naive_avg[-1], averaged[0], atol=1e-6) and naive_sent[0] == (world - 1) * n
+    with pytest.raises(ValueError, match="same length"):
+        ddp_train.ring_all_reduce([np.zeros(3), np.zeros(4)])
+    ring = ddp_train.ring_all_reduce_seconds(1e8, 8, 2, 25e9, 5e-6)
+    assert math.isclose(ring, 14 * (5e-6 + 1e8 / 8 * 2 / 25e9))
+    assert ddp_train.gather_all_reduce_seconds(1e8, 8, 2, 25e9, 5e-6) > 7 * ring  # about W times the ring
+
+
+def test_ring_all_reduce_check() -> None:
+    assert check_ring_all_reduce.evaluate(ddp_train.ring_all_reduce, ddp_train.ring_all_reduce_seconds).passed
+    assert check_ring_all_reduce.evaluate(None, ddp_train.ring_all_reduce_seconds).status == "not_attempted"
+
+    def summed(grads):
+        averaged, sent = ddp_train.ring_all_reduce(grads)
+        return [v * len(grads) for v in averaged], sent
+
+    result = check_ring_all_reduce.evaluate(summed, ddp_train.ring_all_reduce_seconds)
+    assert result.status == "failed" and "divide it by W" in result.hint
+    whole = check_ring_all_reduce.evaluate(ddp_train.gather_all_reduce, ddp_train.ring_all_reduce_seconds)
+    assert whole.status == "failed" and "ONE chunk" in whole.hint and "W = 3 ranks" in whole.message
+    assert "a pair" in check_ring_all_reduce.evaluate(lambda grads: grads, ddp_train.ring_all_reduce_seconds).message
+    assert "whole numbers" in check_ring_all_reduce.evaluate(
+        lambda grads: (ddp_train.ring_all_reduce(grads)[0], ["many"] * len(grads)),
+        ddp_train.ring_all_reduce_seconds).message
+    def latency_once(n, w, b, link, lat):
+        return lat + 2 * (w - 1) * n / w * b / link
+
+    once = check_ring_all_reduce.evaluate(ddp_train.ring_all_reduce, latency_once)
+    assert once.status == "failed" and "latency once" in once.hint
+
+
+def test_ring_all_reduce_registered_answers() -> None:
+    """The notebook's own solution passes; every registered wrong answer fails, every accepted one passes."""
+    solved = _ring_variant(None)
+    assert check_ring_all_reduce.evaluate(solved["ring_all_reduce"], solved["ring_seconds"]).passed
+    for kind, answers in (("wrong", check_ring_all_reduce.wrong_answers),
+                          ("accepted", check_ring_all_reduce.accepted_answers)):
+        for label in answers:
+            ns = _ring_variant(label, kind)
+            result = check_ring_all_reduce.evaluate(ns["ring_all_reduce"], ns["ring_seconds"])
+            assert result.passed == (kind == "accepted"), (label, result.text())
+            assert kind == "accepted" or result.message.endswith("."), label
+
+
+def test_the_labs_traffic_table_runs_the_students_ring(capsys) -> None:
+    """Lab 13's table of elements sent and all-reduce times prints what the student's functions compute."""
+    from dlcourse.student import yours_or_reference
+    from dlcourse.tables import format_table
+
+    def table(**student) -> str:
+        namespace = {"np": np, "ddp_train": ddp_train, "format_table": format_table, "bert_params": compute.bert_params,
+                     "yours_or_reference": yours_or_reference, "full_grad": np.zeros(1001, dtype=np.float32), **student}
+        exec(_cell("13", "naive ÷ ring"), namespace)
+        return capsys.readouterr().out
+
+    right = table(ring=ddp_train.ring_all_reduce, ring_seconds=ddp_train.ring_all_reduce_seconds)
+    whole = _ring_variant("whole vectors passed round the ring")["ring_all_reduce"]
+    one_phase = _ring_variant("ring_seconds: one phase only")["ring_seconds"]
+    wrong = table(ring=whole, ring_seconds=one_phase)
+    assert right != wrong
+    assert right.count("1.0×") == 1 and wrong.count("1.0×") == 5  # whole vectors: no better than the naive scheme
+    seconds = ddp_train.ring_all_reduce_seconds(compute.bert_params()["total"], 8, 2, 25e9, 5e-6)
+    assert f"{seconds * 1e3:,.1f}" in right and f"{seconds / 2 * 1e3:,.1f}" in wrong
+
+
+@pytest.mark.usefixtures("shared_data")
+def test_the_labs_ring_on_real_gradients_runs_the_students_ring(capsys) -> None:
+    """The ring on the CNN's shard gradients: the reference gives the full-batch gradient; a ring that sums does
+    not, and the cell says so."""
+    import torch
+
+    from dlcourse.data import load_mnist
+    from dlcourse.student import yours_or_reference
+    from dlcourse.tables import format_table
+
+    def run(ring) -> str:
+        namespace = {"np": np, "torch": torch, "load_mnist": load_mnist, "SEED": 0, "format_table": format_table,
+                     "yours_or_reference": yours_or_reference, "ring_all_reduce": ring,
+                     "combine_gradients": ddp_train.combine_gradients}
+        exec(_cell("13", "ddp_train.shard_gradients("), namespace)
+        return capsys.readouterr().out
+
+    assert "every rank holds the full-batch gradient" in run(ddp_train.ring_all_reduce)
+    assert "differs from the full-batch gradient" in run(_ring_variant("summed, not averaged")["ring_all_reduce"])

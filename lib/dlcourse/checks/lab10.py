@@ -1,7 +1,7 @@
 """Checks for lab 10 (the Transformer encoder): LayerNorm by hand, the position-wise FFN, post-LN and pre-LN
 encoder blocks written from plain parts (against ``torch.nn.TransformerEncoderLayer`` in eval mode, and against the
 reference with deterministic dropout stand-ins in train mode), the sorting task's targets, masked token accuracy;
-the sorter and its training step are in ``lab10_model`` (re-exported here).
+the sorter, its training step, schedule and held-out evaluation are in ``lab10_model`` (re-exported here).
 
 torch is imported inside the checks only, so importing this module stays light.
 """
@@ -328,5 +328,5 @@ def check_masked_accuracy(masked_token_accuracy: Any) -> str:
             f"ignored, even where the scores pick PAD.")
 
 
-from dlcourse.checks.lab10_model import (check_lr_factor, check_sort_transformer,  # noqa: E402  registers 10.7-10.9
-                                         check_train_step)
+from dlcourse.checks.lab10_model import (check_held_out_accuracy, check_lr_factor,  # noqa: E402  registers 10.7-10.10
+                                         check_sort_transformer, check_train_step)

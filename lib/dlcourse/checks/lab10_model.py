@@ -1,11 +1,13 @@
 """Checks for lab 10's sorter: the encoder the student assembles from embeddings, positions and block parts
-(10.7, compared with ``dlcourse.seqtasks.SortTransformer`` given the same weights), and its training step (10.8,
-compared step for step with ``sort_train_step``). Re-exported by ``dlcourse.checks.lab10``.
+(10.7, compared with ``dlcourse.seqtasks.SortTransformer`` given the same weights), its training step (10.8,
+compared step for step with ``sort_train_step``), the schedule (10.9) and the held-out evaluation (10.10, against
+``dlcourse.seqtasks.evaluate`` on a recording stand-in model). Re-exported by ``dlcourse.checks.lab10``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import numpy as np
@@ -243,3 +245,156 @@ def check_lr_factor(lr_factor: Any) -> str:
                       hint=_SCHEDULE_HINT)
     return (f"Your schedule matches linear warm-up then cosine decay at {len(_SCHEDULE_CASES)} points, with warm-ups of "
             f"6, 1 and 0 steps.")
+
+
+# ------------------------------------------------------------------------------------------ 10.10
+EVAL_LISTS, EVAL_MAX_LEN = 31, 9
+EVAL_CASES = ((7, True), (12, False))  # (batch_size, model in train mode): chunks of 7 leave 3 lists, of 12 leave 7
+_HELD_OUT = (  # the solution; the wrong answers below are small edits of it
+    "was_training = model.training\n"
+    "model.eval()\n"
+    "device = next(model.parameters()).device\n"
+    "tokens, targets, mask = batch.tensors(device)\n"
+    "token_hits, list_hits = 0.0, 0.0\n"
+    "with torch.no_grad():\n"
+    "    for start in range(0, len(tokens), batch_size):\n"
+    "        part = slice(start, start + batch_size)\n"
+    "        t, y, m = tokens[part], targets[part], mask[part]\n"
+    "        logits = model(t, m)\n"
+    "        token_hits += accuracy(logits, y, m) * int(m.sum())\n"
+    "        list_hits += sequence_accuracy(logits, y, m) * len(t)\n"
+    "model.train(was_training)\n"
+    "return token_hits / int(mask.sum()), list_hits / len(tokens)")
+
+
+def _held_out(*edits: tuple[str, str]) -> str:
+    for old, new in edits:
+        assert old in _HELD_OUT, old
+    return functools.reduce(lambda code, edit: code.replace(*edit), edits, _HELD_OUT)
+
+
+def _without_no_grad() -> str:
+    head, loop = _HELD_OUT.split("with torch.no_grad():\n")
+    body, tail = loop.split("model.train(")
+    return head + "".join(line[4:] + "\n" for line in body.splitlines()) + "model.train(" + tail
+
+
+def _recording_sorter() -> Any:
+    """A stand-in model with dropout: it scores the sorted digit a little above fixed noise (one noise vector per
+    token and position), so about half of the real positions are right, differently in every list; it records each
+    call's number of lists, whether it was in train mode and whether gradients were on."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from dlcourse.seqtasks import PAD, VOCAB_SIZE
+
+    class RecordingSorter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(50)  # its own generator: the notebook's random state stays as it was
+            self.noise = nn.Embedding.from_pretrained(torch.randn(VOCAB_SIZE * EVAL_MAX_LEN, VOCAB_SIZE, generator=g),
+                                                      freeze=False)
+            self.dropout = nn.Dropout(0.5)
+            self.calls: list[tuple[int, bool, bool]] = []
+
+        def forward(self, tokens: Any, mask: Any) -> Any:
+            self.calls.append((len(tokens), self.training, torch.is_grad_enabled()))
+            sorted_digits = torch.sort(torch.where(mask, tokens, PAD), dim=1).values
+            where = tokens * EVAL_MAX_LEN + torch.arange(tokens.shape[1], device=tokens.device)
+            return 1.5 * F.one_hot(sorted_digits, VOCAB_SIZE).float() + self.dropout(self.noise(where))
+
+    return RecordingSorter()
+
+
+_POOL_HINT = ("Each chunk's accuracy is a share of that chunk's real positions: multiply it by the chunk's number of "
+              "real positions (int(m.sum())) to get its right tokens, add those up, and divide by the real positions "
+              "of the whole batch (mask.sum()). A plain mean of the chunks' accuracies gives the small last chunk as "
+              "much weight as a full one, and padded positions are not tokens. The sequence accuracy pools the same "
+              "way, weighted by each chunk's number of lists.")
+_MODE_HINT = ("Remember model.training, call model.eval() before the loop and model.train(was_training) after it: "
+              "the training loop calls this every EVAL_EVERY steps and goes on training in the mode it was in.")
+
+
+@exercise("10.10", "The held-out evaluation", wrong_answers={
+    "forgot eval mode (dropout stays on)": _held_out(("model.eval()\n", "")),
+    "no torch.no_grad()": _without_no_grad(),
+    "the whole batch at once (batch_size ignored)": _held_out(("batch_size", "len(tokens)")),
+    "the batch size hard-coded to EVAL_BATCH": _held_out(("batch_size", "128")),
+    "the last, smaller batch dropped": _held_out(("range(0, len(tokens), batch_size)",
+                                                  "range(0, len(tokens) - batch_size + 1, batch_size)")),
+    "averaged the per-batch accuracies": _held_out(
+        ("token_hits, list_hits = 0.0, 0.0", "token_accs, list_accs = [], []"),
+        ("token_hits += accuracy(logits, y, m) * int(m.sum())", "token_accs.append(accuracy(logits, y, m))"),
+        ("list_hits += sequence_accuracy(logits, y, m) * len(t)", "list_accs.append(sequence_accuracy(logits, y, m))"),
+        ("return token_hits / int(mask.sum()), list_hits / len(tokens)",
+         "return float(np.mean(token_accs)), float(np.mean(list_accs))")),
+    "each batch weighted by its lists, not its real positions": _held_out(
+        ("accuracy(logits, y, m) * int(m.sum())", "accuracy(logits, y, m) * len(t)"),
+        ("token_hits / int(mask.sum())", "token_hits / len(tokens)")),
+    "divided by every position, padding included": _held_out(("hits / int(mask.sum())", "hits / mask.numel()")),
+    "left the model in eval mode": _held_out(("model.train(was_training)\n", "")),
+    "model.train() at the end, whatever the mode was": _held_out(("model.train(was_training)", "model.train()")),
+}, accepted_answers={
+    "NumPy slices, counting right tokens and lists": (
+        "model_was_training = model.training\nmodel.eval()\ndevice = next(model.parameters()).device\n"
+        "token_hits = list_hits = 0\n"
+        "with torch.no_grad():\n"
+        "    for start in range(0, len(batch.tokens), batch_size):\n"
+        "        part = slice(start, start + batch_size)\n"
+        "        t, y, m = (torch.from_numpy(a[part]).to(device) for a in (batch.tokens, batch.targets, batch.mask))\n"
+        "        right = (model(t, m).argmax(-1) == y) | ~m\n"
+        "        token_hits += int((right & m).sum())\n"
+        "        list_hits += int(right.all(1).sum())\n"
+        "model.train(model_was_training)\n"
+        "return token_hits / int(batch.mask.sum()), list_hits / len(batch.tokens)"),
+    "torch.split, inference_mode and try/finally": (
+        "was_training = model.training\nmodel.eval()\ntokens, targets, mask = batch.tensors(next(model.parameters()).device)\n"
+        "token_hits = list_hits = 0.0\n"
+        "try:\n"
+        "    with torch.inference_mode():\n"
+        "        for t, y, m in zip(tokens.split(batch_size), targets.split(batch_size), mask.split(batch_size)):\n"
+        "            logits = model(t, m)\n"
+        "            token_hits += float(accuracy(logits, y, m)) * float(m.sum())\n"
+        "            list_hits += float(sequence_accuracy(logits, y, m)) * len(t)\n"
+        "finally:\n"
+        "    model.train(was_training)\n"
+        "return token_hits / float(mask.sum()), list_hits / len(tokens)"),
+})
+def check_held_out_accuracy(held_out_accuracy: Any) -> str:
+    from dlcourse.seqtasks import evaluate, make_sort_batch, masked_token_accuracy
+
+    expect_callable(held_out_accuracy, name="held_out_accuracy")
+    batch = make_sort_batch(EVAL_LISTS, 2, EVAL_MAX_LEN, np.random.default_rng(51))
+    for batch_size, training in EVAL_CASES:
+        model = _recording_sorter().train(training)
+        want = evaluate(copy.deepcopy(model), batch, masked_token_accuracy, batch_size)
+        name = f"held_out_accuracy(model, batch, accuracy, batch_size={batch_size})"
+        got = held_out_accuracy(model, copy.deepcopy(batch), masked_token_accuracy, batch_size)
+        expect(isinstance(got, (tuple, list)) and len(got) == 2,
+               f"`{name}` should return two numbers, (token accuracy, sequence accuracy), but it returned "
+               f"{type(got).__name__}{f' of length {len(got)}' if isinstance(got, (tuple, list)) else ''}.",
+               "End with `return token_accuracy, sequence_accuracy`.")
+        sizes = [n for n, _, _ in model.calls] or [0]
+        expect(not any(train for _, train, _ in model.calls),
+               f"`{name}` ran the model in train mode (the model came in {'train' if training else 'eval'} mode), so "
+               "dropout was still on and the numbers measure a random thinned copy of the model.",
+               "Call model.eval() before the loop. " + _MODE_HINT)
+        expect(not any(grad for _, _, grad in model.calls), f"`{name}` ran the model with gradients on.",
+               "Wrap the loop in `with torch.no_grad():`: evaluation back-propagates nothing, so there is no reason "
+               "to keep every activation for a backward pass (on a large held-out set it runs out of memory).")
+        expect(max(sizes) <= batch_size, f"`{name}` called the model on {max(sizes)} lists at once.",
+               "Feed the lists batch_size at a time (the batch_size you are given): tokens[start:start + batch_size] "
+               "for start in range(0, len(tokens), batch_size).")
+        expect(sum(sizes) >= EVAL_LISTS, f"`{name}` ran the model on {sum(sizes)} of the {EVAL_LISTS} lists.",
+               f"range(0, len(tokens), batch_size) also reaches the last, smaller chunk ({EVAL_LISTS % batch_size} "
+               f"lists here): every held-out list counts.")
+        expect_number(got[0], want[0], name=f"the token accuracy from {name}", rtol=1e-6, atol=1e-9, hint=_POOL_HINT)
+        expect_number(got[1], want[1], name=f"the sequence accuracy from {name}", rtol=1e-6, atol=1e-9,
+                      hint=_POOL_HINT)
+        mode = {True: "train", False: "eval"}
+        expect(model.training == training, f"After `{name}` the model is in {mode[model.training]} mode; it came in "
+               f"{mode[training]} mode.", _MODE_HINT)
+    return (f"Your evaluation pools chunks of {' and '.join(str(b) for b, _ in EVAL_CASES)} of {EVAL_LISTS} lists by "
+            "their real positions and lists, in eval mode without gradients, and hands the model back in the mode it "
+            "came in.")

@@ -1,6 +1,7 @@
 """Checks for lab 11 (a masked language model): the split by position and the vocabulary, BERT masking,
 the loss on selected positions only, the both-sides bigram baseline, and top-k fill-in probabilities.
-The model (11.5) and its training step (11.6) are checked in ``dlcourse.checks.lab11_model``, re-exported here.
+The model (11.5) and its training step (11.6) are checked in ``dlcourse.checks.lab11_model``, the held-out
+evaluation (11.7) in ``dlcourse.checks.lab11_eval``; both are re-exported here.
 
 torch is imported inside the checks (a light interpreter imports this module)."""
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dlcourse.check import expect, expect_array, expect_callable, expect_number, exercise
+from dlcourse.checks.lab11_eval import check_evaluate_mlm  # noqa: F401 (registers 11.7)
 from dlcourse.checks.lab11_model import check_masked_lm, check_train_step  # noqa: F401 (registers 11.5, 11.6)
 
 IGNORE = -100
@@ -269,8 +271,8 @@ def check_bigram_fill(bigram_fill_log_probs: Any) -> str:
     return "log P(c | left, right) matches the reference for three (left, right) pairs, smoothing included."
 
 
-# ------------------------------------------------------------------------------------------- 11.7
-@exercise("11.7", "Top-k fill-in probabilities", wrong_answers={
+# ------------------------------------------------------------------------------------------- 11.8
+@exercise("11.8", "Top-k fill-in probabilities", wrong_answers={
     "softmax over the positions": (
         "probs = softmax(np.asarray(logits, dtype=float), axis=0)[position]\n"
         "probs[:n_special] = 0.0\n"

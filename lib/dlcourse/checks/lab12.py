@@ -1,17 +1,21 @@
-"""Checks for lab 12 (scaling up on one machine): FLOPs counted from a layer's shape, a mixed-precision
-training step (autocast + GradScaler), symmetric int8 quantization, and a checkpoint that resumes a run
-bit for bit.
+"""Checks for lab 12 (scaling up on one machine): FLOPs counted from a layer's shape (12.1), images per
+second timed right (12.2) and a mixed-precision training step with autocast + GradScaler (12.3). The
+deployment exercises (int8 weights and an integer Linear layer, a checkpoint that resumes a run bit for
+bit: 12.4 to 12.6) are checked in `dlcourse.checks.lab12_deploy`, re-exported here.
 
 NumPy at import: torch is imported inside the checks that need it."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 
 from dlcourse.check import expect, expect_array, expect_callable, expect_number, exercise
+from dlcourse.checks.lab12_deploy import check_checkpoint, check_int8_linear, check_quantize_int8  # 12.4 to 12.6
+
+__all__ = ["check_layer_flops", "check_images_per_second", "check_amp_train_step", "check_quantize_int8",
+           "check_int8_linear", "check_checkpoint"]
 
 
 # ------------------------------------------------------------------------------------------- 12.1
@@ -78,6 +82,177 @@ def check_layer_flops(layer_flops: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------- 12.2
+_TIMER = ("was_training = model.training\n"
+          "model.eval()\n"
+          "try:\n"
+          "    with torch.inference_mode():\n"
+          "        for _ in range(warmup):\n"
+          "            model(x)\n"
+          "        synchronize()\n"
+          "        start = time.perf_counter()\n"
+          "        for _ in range(iterations):\n"
+          "            model(x)\n"
+          "        synchronize()\n"
+          "        seconds = time.perf_counter() - start\n"
+          "finally:\n"
+          "    model.train(was_training)\n"
+          "return len(x) * iterations / seconds")
+_WARMUP = ("        for _ in range(warmup):\n"
+           "            model(x)\n"
+           "        synchronize()\n")
+_START = "        start = time.perf_counter()\n"
+_TIMED_BODY = ("for _ in range(warmup):\n"
+               "    model(x)\n"
+               "synchronize()\n"
+               "start = time.perf_counter()\n"
+               "for _ in range(iterations):\n"
+               "    model(x)\n"
+               "synchronize()\n"
+               "seconds = time.perf_counter() - start\n")
+
+
+def _clocked_model(warmup: int, slow: float, fast: float, queued: bool) -> Any:
+    """A stand-in model whose cost is known: its first ``warmup`` calls take ``slow`` seconds (first calls
+    allocate and pick kernels), every later one ``fast``. ``queued`` makes it behave like a GPU: a call only
+    queues its work, and ``wait()`` (the synchronize handed to the timer) sleeps until the queue is done.
+    What it sees lives on the class, so a timer that times a deep copy is seen too."""
+    import time
+
+    import torch
+
+    class ClockedModel(torch.nn.Module):
+        calls: list[tuple[bool, bool, int]] = []  # (training, grad enabled, images) of every call
+        queue = {"pending": 0.0, "nominal": 0.0, "slept": 0.0}
+
+        def forward(self, x: Any) -> Any:
+            ClockedModel.calls.append((self.training, torch.is_grad_enabled(), len(x)))
+            cost = slow if len(ClockedModel.calls) <= warmup else fast
+            if queued:
+                ClockedModel.queue["pending"] += cost
+            else:
+                ClockedModel._sleep(cost)
+            return x.reshape(len(x), -1).sum(dim=1)
+
+        @staticmethod
+        def _sleep(seconds: float) -> None:
+            start = time.perf_counter()
+            time.sleep(seconds)
+            ClockedModel.queue["nominal"] += seconds
+            ClockedModel.queue["slept"] += time.perf_counter() - start
+
+        @staticmethod
+        def wait() -> None:
+            ClockedModel._sleep(ClockedModel.queue["pending"])
+            ClockedModel.queue["pending"] = 0.0
+
+    return ClockedModel().train()
+
+
+def _positive_rate(rate: Any) -> float:
+    expect(isinstance(rate, (int, float, np.number)) and not isinstance(rate, bool) and np.isfinite(rate) and rate > 0,
+           f"`images_per_second` should return a positive number of images per second, not {rate!r}.",
+           "Return len(x) * iterations / seconds, a Python float.")
+    return float(rate)
+
+
+@exercise("12.2", "Images per second, timed right", wrong_answers={
+    "the warm-up calls timed too": _TIMER.replace(_WARMUP + _START, _START + _WARMUP),
+    "no warm-up": _TIMER.replace(_WARMUP, "        synchronize()\n"),
+    "iterations per second, not images": _TIMER.replace("return len(x) * iterations / seconds",
+                                                        "return iterations / seconds"),
+    "every number counted, not every image (x.numel())": _TIMER.replace("len(x)", "x.numel()"),
+    "the clock stopped before the device finished": _TIMER.replace(
+        "        synchronize()\n        seconds", "        seconds"),
+    "no synchronize after the warm-up": _TIMER.replace(_WARMUP, _WARMUP.replace("        synchronize()\n", "")),
+    "timed in train mode": _TIMER.replace("model.eval()\n", ""),
+    "gradients recorded (no inference_mode)": "was_training = model.training\nmodel.eval()\n" + _TIMED_BODY
+                                              + "model.train(was_training)\nreturn len(x) * iterations / seconds",
+    "the model left in eval mode": "model.eval()\nwith torch.inference_mode():\n"
+                                   + "".join("    " + line + "\n" for line in _TIMED_BODY.splitlines())
+                                   + "return len(x) * iterations / seconds",
+}, accepted_answers={
+    "torch.no_grad, perf_counter_ns, x.shape[0]": (
+        "was_training = model.training\n"
+        "model.eval()\n"
+        "with torch.no_grad():\n"
+        "    for _ in range(warmup):\n"
+        "        model(x)\n"
+        "    synchronize()\n"
+        "    t0 = time.perf_counter_ns()\n"
+        "    for _ in range(iterations):\n"
+        "        model(x)\n"
+        "    synchronize()\n"
+        "    t1 = time.perf_counter_ns()\n"
+        "model.train(was_training)\n"
+        "return x.shape[0] * iterations / ((t1 - t0) / 1e9)"),
+    "each call timed alone and the times summed": (
+        "import copy\n"
+        "timed = copy.deepcopy(model).eval()  # a copy: the model's own mode is never touched\n"
+        "total = 0.0\n"
+        "with torch.inference_mode():\n"
+        "    for _ in range(warmup):\n"
+        "        timed(x)\n"
+        "    synchronize()\n"
+        "    for _ in range(iterations):\n"
+        "        start = time.monotonic()\n"
+        "        timed(x)\n"
+        "        synchronize()\n"
+        "        total += time.monotonic() - start\n"
+        "return iterations * len(x) / total"),
+})
+def check_images_per_second(images_per_second: Any) -> str:
+    import torch
+
+    expect_callable(images_per_second, name="images_per_second")
+    gen = torch.Generator().manual_seed(122)
+    # (images, x's shape, warm-up calls, timed calls, seconds per warm-up call, per timed call, GPU-like)
+    for batch, shape, warmup, iterations, slow, fast, queued in [(13, (13, 4, 6), 3, 6, 0.03, 0.004, False),
+                                                                (7, (7, 5), 2, 5, 0.04, 0.005, True)]:
+        model = _clocked_model(warmup, slow, fast, queued)
+        x = torch.rand(shape, generator=gen)
+        where = "on a GPU-like model (calls queue their work)" if queued else "on a CPU-like model"
+        opening = where[0].upper() + where[1:]
+        rate = _positive_rate(images_per_second(model, x.clone(), warmup=warmup, iterations=iterations,
+                                                synchronize=type(model).wait))
+        calls, queue = type(model).calls, type(model).queue
+        expect(len(calls) >= warmup + iterations,
+               f"Your timer called the model {len(calls)} times {where}; with warmup={warmup} and "
+               f"iterations={iterations} it should call it at least {warmup + iterations} times.",
+               "Call model(x) `warmup` times before the clock starts and `iterations` times while it runs.")
+        expect(all(images == batch for _, _, images in calls),
+               f"Your timer ran the model on batches other than x (x has {batch} images).", "Call model(x).")
+        expect(not any(training for training, _, _ in calls),
+               "Your timer ran the model in training mode: Dropout drops and BatchNorm updates its statistics, "
+               "which is not the model that is served.", "Call model.eval() before the first call.")
+        expect(not any(grad for _, grad, _ in calls),
+               "Your timer ran the model with gradients enabled, so every call also records the graph for a "
+               "backward pass that never comes.", "Run the calls under `with torch.inference_mode():`.")
+        expect(model.training,
+               "After your timer the model is in eval mode, though it came in training mode: timing should leave "
+               "the model as it found it.", "Remember model.training first and call model.train(was_training) "
+                                            "at the end.")
+        expect(queue["pending"] == 0,
+               f"{opening}, your clock stopped while the model's work was still queued, so it timed "
+               "the queueing, not the work.", "Call synchronize() after the timed calls, before reading the clock.")
+        slowdown = max(1.0, queue["slept"] / (queue["nominal"] or 1.0))  # a busy machine sleeps longer than asked
+        true_rate = batch / (fast * slowdown)
+        expect(rate <= 1.3 * true_rate,
+               f"{opening}, your timer says {rate:,.0f} images/s, {rate / true_rate:.1f} times what it "
+               f"ran at ({true_rate:,.0f} images/s: {fast * 1e3:.0f} ms per call of {batch} images).",
+               "Count images, len(x) per call (x.numel() counts every number in the batch), and stop the clock "
+               "only after synchronize() has waited for the queued work.")
+        expect(rate >= 0.45 * true_rate,
+               f"{opening}, your timer says {rate:,.0f} images/s, only {rate / true_rate:.2f} of what "
+               f"it ran at ({true_rate:,.0f} images/s: {fast * 1e3:.0f} ms per call of {batch} images, after "
+               f"{warmup} slow first calls).",
+               "Return images per second, len(x) × iterations ÷ seconds, and start the clock only after the "
+               "`warmup` calls and the synchronize() that follows them: the first calls are slow, and on a GPU "
+               "their work may still be queued.")
+    return ("Right: the warm-up is left out, the clock waits for queued work, and the count is images, in eval "
+            "mode without gradients.")
+
+
+# ------------------------------------------------------------------------------------------- 12.3
 _STEP = ("optimizer.zero_grad(set_to_none=True)\n"
          "with torch.autocast(x.device.type, dtype=dtype):\n"
          "    loss = loss_fn(model(x), y)\n"
@@ -125,7 +300,7 @@ def _run_step(step: Any, *args: Any) -> Any:
         raise
 
 
-@exercise("12.2", "A mixed-precision training step", wrong_answers={
+@exercise("12.3", "A mixed-precision training step", wrong_answers={
     "forward pass outside autocast": _step_code(autocast=False),
     "loss not scaled before backward": _step_code(backward="loss.backward()"),
     "optimizer.step() instead of scaler.step(optimizer)": _step_code(step="scaler.unscale_(optimizer)\n"
@@ -198,146 +373,3 @@ def check_amp_train_step(amp_train_step: Any) -> str:
                        "less likely to overflow.")
     return ("Right: the forward pass ran in bfloat16, the update matches the reference, and the overflowing "
             "float16 step was skipped with the scale halved.")
-
-
-# ------------------------------------------------------------------------------------------- 12.4
-_SAVE = ('return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),\n'
-         '        "scheduler": state.scheduler.state_dict(), "step": state.step,\n'
-         '        "rng": {"torch": torch.get_rng_state(), "shuffle": state.generator.get_state()},\n'
-         '        "data": {"order": state.order, "position": state.position}}')
-_LOAD = ('state.model.load_state_dict(payload["model"])\n'
-         'state.optimizer.load_state_dict(payload["optimizer"])\n'
-         'state.scheduler.load_state_dict(payload["scheduler"])\n'
-         'state.step = payload["step"]\n'
-         'torch.set_rng_state(payload["rng"]["torch"])\n'
-         'state.generator.set_state(payload["rng"]["shuffle"])\n'
-         'state.order, state.position = payload["data"]["order"], payload["data"]["position"]')
-
-
-def _without(line_start: str) -> str:
-    return "\n".join(line for line in _LOAD.splitlines() if not line.startswith(line_start)) + "\n"
-
-
-@exercise("12.4", "A checkpoint that resumes exactly", wrong_answers={
-    "optimizer state not restored (fresh momentum)": [None, _without("state.optimizer")],
-    "scheduler not restored (the warm-up restarts)": [None, _without("state.scheduler")],
-    "torch's RNG not restored (other dropout masks)": [None, _without("torch.set_rng_state")],
-    "the data position not restored (the epoch starts over)": [None, _without("state.order")],
-    "the shuffle generator not restored (the next epoch's order differs)": [None, _without("state.generator")],
-}, accepted_answers={
-    "a flat payload, copies of the state dicts": [
-        'import copy\n'
-        'return {"model": copy.deepcopy(state.model.state_dict()), "opt": copy.deepcopy(state.optimizer.state_dict()),\n'
-        '        "sched": state.scheduler.state_dict(), "step": state.step, "torch_rng": torch.random.get_rng_state(),\n'
-        '        "shuffle": state.generator.get_state(), "order": state.order, "position": state.position}',
-        'state.model.load_state_dict(payload["model"])\n'
-        'state.optimizer.load_state_dict(payload["opt"])\n'
-        'state.scheduler.load_state_dict(payload["sched"])\n'
-        'state.step = payload["step"]\n'
-        'torch.random.set_rng_state(payload["torch_rng"])\n'
-        'state.generator.set_state(payload["shuffle"])\n'
-        'state.order = payload["order"]\n'
-        'state.position = payload["position"]'],
-})
-def check_checkpoint(checkpoint_payload: Any, restore_state: Any) -> str:
-    import torch
-
-    from dlcourse import checkpoint as ck
-
-    expect_callable(checkpoint_payload, name="checkpoint_payload")
-    expect_callable(restore_state, name="restore_state")
-    gen = torch.Generator().manual_seed(31)
-    x, y = torch.rand(40, 1, 28, 28, generator=gen), torch.randint(0, 10, (40,), generator=gen)
-    seed, total, before, after, batch = 3, 9, 3, 5, 12  # 40 = 3 batches of 12 + 4: the resume is mid-epoch
-
-    state = ck.new_state(seed, total, lr=0.07)
-    ck.train_steps(state, x, y, before, batch)
-    buffer = io.BytesIO()
-    payload = checkpoint_payload(state)
-    expect(isinstance(payload, dict), f"`checkpoint_payload` should return a dict, not {type(payload).__name__}.")
-    torch.save(payload, buffer)
-    reference_payload = ck.checkpoint_payload(state)
-    saved_rng = torch.get_rng_state()
-    uninterrupted = ck.train_steps(state, x, y, after, batch)
-    final = {k: v.clone() for k, v in state.model.state_dict().items()}
-
-    buffer.seek(0)
-    try:
-        loaded = torch.load(buffer, weights_only=True)
-    except Exception as err:
-        raise _unloadable(err) from None
-    fresh = ck.new_state(seed, total, lr=0.07)  # the "crash": a new process builds the same structure
-    torch.manual_seed(seed + 1000)  # and its RNG has moved on
-    restore_state(fresh, loaded)
-    opt_state = fresh.optimizer.state_dict()["state"]
-    expect(len(opt_state) == len(reference_payload["optimizer"]["state"]),
-           "After restore_state the optimizer holds no momentum buffers: the optimizer state was not restored.",
-           "Save state.optimizer.state_dict() and load it back with state.optimizer.load_state_dict(...).")
-    expect(fresh.scheduler.last_epoch == reference_payload["scheduler"]["last_epoch"],
-           f"After restore_state the scheduler is at step {fresh.scheduler.last_epoch}, not "
-           f"{reference_payload['scheduler']['last_epoch']}: its position in the schedule was not restored.",
-           "Save state.scheduler.state_dict() and load it back with state.scheduler.load_state_dict(...).")
-    expect(torch.equal(torch.get_rng_state(), saved_rng),
-           "After restore_state torch's global random generator is not where it was at the save, so dropout "
-           "draws other masks.", "Save torch.get_rng_state() and restore it with torch.set_rng_state(...).")
-    expect(torch.equal(fresh.generator.get_state(), reference_payload["rng"]["shuffle"]),
-           "After restore_state the shuffle generator is not where it was at the save, so the next epoch's "
-           "order differs.", "Save state.generator.get_state() and restore it with state.generator.set_state(...).")
-    expect(fresh.order is not None and torch.equal(fresh.order, reference_payload["data"]["order"])
-           and fresh.position == reference_payload["data"]["position"],
-           "After restore_state the run does not continue in the same shuffled epoch at the same position "
-           f"(sample {reference_payload['data']['position']} of {len(x)}).",
-           "Save state.order and state.position, and set both back.")
-    resumed = ck.train_steps(fresh, x, y, after, batch)
-    expect(torch.equal(torch.tensor(resumed), torch.tensor(uninterrupted))
-           and all(torch.equal(final[k], v) for k, v in fresh.model.state_dict().items()),
-           "The resumed run is not bit-for-bit the uninterrupted one: losses "
-           f"{[round(v, 6) for v in resumed]} against {[round(v, 6) for v in uninterrupted]}.",
-           "Every piece goes in: weights, optimizer, scheduler, step, torch's RNG, the shuffle generator and the "
-           "position in the epoch.")
-    return (f"Right: resumed after {before} steps (mid-epoch), the next {after} losses and every weight are the "
-            "uninterrupted run's, bit for bit.")
-
-
-def _unloadable(err: Exception) -> Exception:
-    from dlcourse.check import Mismatch
-
-    return Mismatch(f"The payload could not be read back with torch.load(weights_only=True) "
-                    f"({type(err).__name__}): it holds something other than tensors, dicts, lists, numbers and "
-                    "strings.", "Save state dicts and tensors, not the model, optimizer or generator objects "
-                                "themselves.")
-# ------------------------------------------------------------------------------------------- 12.3
-def _quantize(w: np.ndarray) -> tuple[np.ndarray, float]:
-    scale = float(np.abs(w).max()) / 127
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
-
-
-@exercise("12.3", "Symmetric int8 quantization", wrong_answers={
-    "scale from the unsigned range (255)": "scale = float(np.abs(w).max()) / 255\n"
-                                           "q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)",
-    "truncation instead of rounding": "scale = float(np.abs(w).max()) / 127\n"
-                                      "q = (w / scale).astype(np.int8)",
-    "scale from the largest value, not the largest magnitude": "scale = float(w.max()) / 127\n"
-                                                               "q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)",
-})
-def check_quantize_int8(quantize_int8: Any) -> str:
-    expect_callable(quantize_int8, name="quantize_int8")
-    rng = np.random.default_rng(5)
-    for w in [rng.normal(0, 0.05, size=(128, 64)).astype(np.float32),
-              np.array([[-1.0, 0.2, 0.5], [0.25, -0.01, 0.3]], dtype=np.float32)]:
-        got = quantize_int8(w.copy())
-        expect(isinstance(got, tuple) and len(got) == 2,
-               "`quantize_int8` should return a pair (q, scale): the int8 array and the float scale.")
-        q, scale = got
-        want_q, want_scale = _quantize(w)
-        expect_number(scale, want_scale, name="scale", rtol=1e-6,
-                      hint="The exercise asks for the scale that maps the largest MAGNITUDE max|w| to 127, so "
-                           "scale = max|w| / 127 (int8 runs from −128 to 127; −128 stays unused to keep the range "
-                           "symmetric). A smaller scale that clips a few outliers can have a lower mean squared "
-                           "error, but it is another scheme than the one asked for here.")
-        q = np.asarray(q)
-        expect(q.dtype == np.int8, f"q should have dtype int8, not {q.dtype}.", "Finish with .astype(np.int8).")
-        expect_array(q, want_q, name="q", rtol=0, atol=0,
-                     hint="Round to the NEAREST integer (np.round) before the cast: .astype(np.int8) alone truncates "
-                          "toward zero and doubles the worst-case error.")
-    return f"Right: w ≈ q·scale, and rounding moves no weight by more than scale/2 ({want_scale / 2:.4f} here)."

@@ -1,6 +1,7 @@
 """Checks for lab 13 (many machines, and what they cost): parameter counts by formula, the 6·N·D compute
 estimate, Chinchilla's compute-optimal size, training and serving memory, the cost of generated tokens,
-energy at the facility; combining data-parallel gradients and the DDP batch arithmetic are in lab13_parallel.
+energy at the facility; the data-parallel exercises (13.7-13.10: combining shard gradients, the DDP batch
+arithmetic, one rank's loop, a ring all-reduce) are in lab13_parallel.
 
 NumPy only: a light interpreter imports this module (torch is imported inside a check when needed)."""
 
@@ -10,8 +11,8 @@ import math
 from typing import Any
 
 from dlcourse.check import expect, expect_callable, expect_number, exercise
-from dlcourse.checks.lab13_parallel import (check_combine_gradients, check_ddp_schedule,  # registers 13.7-13.9
-                                            check_train_epochs)
+from dlcourse.checks.lab13_parallel import (check_combine_gradients, check_ddp_schedule,  # registers 13.7-13.10
+                                            check_ring_all_reduce, check_train_epochs)
 
 
 # ------------------------------------------------------------------------------------------- 13.1

@@ -1,10 +1,12 @@
-"""Checks for lab 13's data-parallel part: combining shard gradients and the DDP batch arithmetic.
+"""Checks for lab 13's data-parallel part: combining shard gradients, the DDP batch arithmetic, one rank's
+training loop and a ring all-reduce.
 
 NumPy only: a light interpreter imports this module."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -175,3 +177,133 @@ def check_train_epochs(train_epochs: Any) -> str:
         expect_number(got["lr"], want["lr"], name=f"the learning rate at the end on rank {rank}",
                       hint="Step the scheduler once per optimizer step.")
     return "Right: each epoch a new shard of the same shuffle on every rank, and one checkpoint per epoch, from rank 0."
+
+
+# ------------------------------------------------------------------------------------------ 13.10
+_RING = ("chunks = [np.array_split(np.array(g), world) for g in grads]  # each rank's own copy, cut in W chunks\n"
+         "sent = [0] * world\n"
+         "for phase in (\"reduce-scatter\", \"all-gather\"):\n"
+         "    shift = 0 if phase == \"reduce-scatter\" else 1\n"
+         "    for step in range(world - 1):\n"
+         "        messages = []  # every rank sends one chunk to its right-hand neighbour, all at the same time\n"
+         "        for rank in range(world):\n"
+         "            index = (rank - step + shift) % world\n"
+         "            messages.append((rank, index, chunks[rank][index].copy()))\n"
+         "            sent[rank] += chunks[rank][index].size\n"
+         "        for rank, index, chunk in messages:\n"
+         "            receiver = chunks[(rank + 1) % world]\n"
+         "            if phase == \"reduce-scatter\":\n"
+         "                receiver[index] = receiver[index] + chunk\n"
+         "            else:\n"
+         "                receiver[index] = chunk\n"
+         "averaged = [np.concatenate(own) / world for own in chunks]")
+_WHOLE_VECTORS = ("vectors = [np.array(g) for g in grads]\n"
+                  "totals = [v.copy() for v in vectors]\n"
+                  "sent = [0] * world\n"
+                  "for step in range(world - 1):  # every rank passes a whole vector on and adds what arrives\n"
+                  "    vectors = [vectors[(rank - 1) % world] for rank in range(world)]\n"
+                  "    for rank in range(world):\n"
+                  "        totals[rank] = totals[rank] + vectors[rank]\n"
+                  "        sent[(rank - 1) % world] += vectors[rank].size\n"
+                  "averaged = [t / world for t in totals]")
+_IN_PLACE = ("chunks = [np.array_split(np.array(g), world) for g in grads]\n"
+             "sent = [0] * world\n"
+             "for step in range(world - 1):  # reduce-scatter\n"
+             "    for rank in range(world):\n"
+             "        index = (rank - step) % world\n"
+             "        chunks[(rank + 1) % world][index] += chunks[rank][index]\n"
+             "        sent[rank] += chunks[rank][index].size\n"
+             "for step in range(world - 1):  # all-gather\n"
+             "    for rank in range(world):\n"
+             "        index = (rank + 1 - step) % world\n"
+             "        chunks[(rank + 1) % world][index][:] = chunks[rank][index]\n"
+             "        sent[rank] += chunks[rank][index].size\n"
+             "averaged = [np.concatenate(own) / world for own in chunks]")
+_SECONDS = ("step_seconds = latency_s + n_numbers / world * bytes_per_number / link_bytes_per_s\n"
+            "return 2 * (world - 1) * step_seconds")
+_RING_HINT = ("W − 1 reduce-scatter steps leave each rank with the sum of ONE chunk (rank r: chunk r + 1); W − 1 "
+              "all-gather steps then pass the finished chunks on round the ring; divide by W at the end.")
+
+
+def _ring_hint(value: Any, want: np.ndarray, world: int) -> str:
+    """Which typical mistake a rank's wrong vector shows: the sum, a half-finished vector, or something else."""
+    try:
+        got = np.asarray(value, dtype=float).reshape(want.shape)
+    except (TypeError, ValueError):
+        return _RING_HINT
+    if np.allclose(got, want * world, rtol=1e-4, atol=1e-6):
+        return "That is the sum over the ranks: divide it by W for the average, which is what DDP applies."
+    finished = np.isclose(got, want, rtol=1e-4, atol=1e-6) | np.isclose(got, want * world, rtol=1e-4, atol=1e-6)
+    if 0 < finished.mean() < 1:
+        return "Only part of the vector is finished. " + _RING_HINT
+    return _RING_HINT
+
+
+def _whole_numbers(values: Any, count: int, name: str) -> list[int]:
+    expect(isinstance(values, (list, tuple, np.ndarray)) and len(values) == count,
+           f"`{name}` should be a list of {count} whole numbers, one per rank.")
+    for v in values:
+        expect(isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer(),
+               f"`{name}` should hold whole numbers (elements sent), but it holds {v!r}.")
+    return [int(v) for v in values]
+
+
+@exercise("13.10", "A ring all-reduce, and its time", wrong_answers={
+    "reduce-scatter only (each rank holds one finished chunk)":
+        [_RING.replace('("reduce-scatter", "all-gather")', '("reduce-scatter",)'), None],
+    "W steps per phase, not W − 1": [_RING.replace("range(world - 1)", "range(world)"), None],
+    "W − 2 steps per phase": [_RING.replace("range(world - 1)", "range(world - 2)"), None],
+    "the all-gather starts from the wrong chunk": [_RING.replace('0 if phase == "reduce-scatter" else 1', "0"), None],
+    "summed, not averaged": [_RING.replace("np.concatenate(own) / world", "np.concatenate(own)"), None],
+    "whole vectors passed round the ring": [_WHOLE_VECTORS, None],
+    "ring_seconds: the latency paid once, not per step":
+        [None, "return latency_s + 2 * (world - 1) * n_numbers / world * bytes_per_number / link_bytes_per_s"],
+    "ring_seconds: the whole vector at every step": [None, _SECONDS.replace("n_numbers / world", "n_numbers")],
+    "ring_seconds: one phase only": [None, _SECONDS.replace("2 * (world - 1)", "(world - 1)")],
+}, accepted_answers={
+    "the left-hand neighbour": [_RING.replace("(rank - step + shift)", "(rank + step - shift)")
+                                .replace("chunks[(rank + 1) % world]", "chunks[(rank - 1) % world]"), None],
+    "in place, one rank after another": [_IN_PLACE, None],
+    "chunks rounded up, like torch.chunk": [_RING.replace(
+        "chunks = [np.array_split(np.array(g), world) for g in grads]",
+        "size = -(-len(grads[0]) // world)  # ceil(N / W)\n"
+        "chunks = [[np.array(g[i * size:(i + 1) * size]) for i in range(world)] for g in grads]"), None],
+    "ring_seconds with chunks rounded up":
+        [None, _SECONDS.replace("n_numbers / world", "math.ceil(n_numbers / world)")],
+})
+def check_ring_all_reduce(ring_all_reduce: Any, ring_seconds: Any) -> str:
+    from dlcourse.ddp_train import ring_all_reduce_seconds
+
+    expect_callable(ring_all_reduce, name="ring_all_reduce")
+    expect_callable(ring_seconds, name="ring_seconds")
+    rng = np.random.default_rng(1310)
+    for world, n, dtype in [(2, 9, np.float64), (3, 10, np.float64), (5, 23, np.float64), (4, 1001, np.float32),
+                            (7, 100, np.float64)]:
+        grads = [rng.normal(size=n).astype(dtype) for _ in range(world)]
+        want = np.mean(np.stack(grads).astype(np.float64), axis=0)
+        got = ring_all_reduce([g.copy() for g in grads])
+        case = f"W = {world} ranks, N = {n}"
+        expect(isinstance(got, tuple) and len(got) == 2,
+               "`ring_all_reduce` should return a pair: (every rank's final vector, the elements each rank sent).")
+        finals, sent = got
+        expect(isinstance(finals, (list, tuple, np.ndarray)) and len(finals) == world,
+               f"`ring_all_reduce` should return one final vector per rank: {world} for {case}.")
+        tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
+        for rank, final in enumerate(finals):
+            expect_array(final, want, name=f"rank {rank}'s final vector for {case}", **tolerance,
+                         hint=_ring_hint(final, want, world))
+        counts = _whole_numbers(sent, world, f"the elements sent per rank for {case}")
+        most = 2 * (world - 1) * -(-n // world)
+        expect(sum(counts) == 2 * (world - 1) * n and max(counts) <= most,
+               f"For {case} the ranks sent {counts} elements ({sum(counts)} in all); a ring sends 2(W − 1)·N = "
+               f"{2 * (world - 1) * n} in all, at most {most} from one rank.",
+               "A ring takes W − 1 steps in each phase, 2(W − 1) in all, and in each step every rank sends ONE "
+               "chunk of about N/W elements to its neighbour: add that chunk's size, not the whole vector's.")
+    for n, world, b, link, latency in [(1.1e8, 7, 2, 25e9, 5e-6), (7e9, 64, 4, 12.5e9, 2e-5),
+                                       (2.5e6, 3, 1, 1e9, 1e-3)]:
+        expect_number(ring_seconds(n, world, b, link, latency), ring_all_reduce_seconds(n, world, b, link, latency),
+                      name=f"ring_seconds({n:.3g}, {world}, {b}, {link:.3g}, {latency:.3g})", rtol=1e-6,
+                      hint="Two phases of W − 1 steps; each step costs the latency once plus one chunk of N/W "
+                           "numbers × bytes per number ÷ the link's bytes per second.")
+    return ("Right: every rank ends with the average, and each sends 2(W − 1) chunks, just under 2N elements however "
+            "many ranks join.")
