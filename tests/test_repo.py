@@ -180,9 +180,9 @@ NBVAL_TAGS = {"nbval-ignore-output", "nbval-check-output", "nbval-skip", "nbval-
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
 def test_students_meet_no_ci_plumbing(path: Path) -> None:
-    """Test tooling stays in cell tags and metadata: no cell a student reads names nbval or papermill."""
+    """Test tooling stays in cell tags and metadata: no cell a student reads names nbval, papermill, pytest or CI."""
     for index, cell in enumerate(read(path).cells):
-        assert not re.search(r"nbval|papermill", cell.source, re.IGNORECASE), \
+        assert not re.search(r"nbval|papermill|pytest|\bCI\b", cell.source, re.IGNORECASE), \
             f"cell {index} of {path.name} talks about the test tooling: {cell.source[:120]!r}"
         tags = cell.metadata.get("tags", [])
         assert all(tag in NBVAL_TAGS or not tag.startswith("nbval") for tag in tags), f"cell {index}: unknown tag in {tags}"

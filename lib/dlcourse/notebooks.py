@@ -41,7 +41,7 @@ _NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 # The first code cell of every notebook (see tests/test_notebook_structure.py).
 COLAB_SETUP = '''\
 # Colab set-up: on Google Colab this installs dlcourse and keeps data in a writable cache.
-# Everywhere else (JupyterLab, Binder, JupyterHub, CI) it does nothing.
+# Everywhere else (JupyterLab, Binder, JupyterHub, the course's automatic runs) it does nothing.
 import os, subprocess, sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "dlcourse @ git+https://github.com/dlcourse/dlcourse"], check=True)
