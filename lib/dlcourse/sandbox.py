@@ -96,6 +96,13 @@ def sandbox_env(workdir: Path) -> dict[str, str]:
             "TMPDIR": "/tmp", "DLCOURSE_SANDBOX": "bwrap"}
 
 
+def _bind_paths(folder: Path) -> list[str]:
+    """Where a shown folder must appear: its real path, and the path it was named by when a symlink (or ``..``)
+    leads there, e.g. ``DLCOURSE_DATA=/tmp/course/../shared/data`` with ``/tmp/shared`` a symlink."""
+    real, named = str(folder.resolve()), os.path.abspath(folder)
+    return [real] if named == real else [real, named]
+
+
 def wrap(command: list[str], workdir: Path, readable: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     """``command`` run inside the sandbox, with ``workdir`` its only writable folder besides /tmp.
 
@@ -107,8 +114,8 @@ def wrap(command: list[str], workdir: Path, readable: list[Path] | tuple[Path, .
     if bwrap is None:
         raise SandboxError(sandbox_problem())
     readable = [*readable, Path(sys.prefix), Path(__file__).resolve().parents[2]]
-    shown = [arg for folder in readable if Path(folder).is_dir()
-             for arg in ("--ro-bind", str(Path(folder).resolve()), str(Path(folder).resolve()))]
+    shown = [arg for folder in readable if Path(folder).is_dir() for path in _bind_paths(Path(folder))
+             for arg in ("--ro-bind", str(Path(folder).resolve()), path)]
     return [bwrap, *_namespace_args(), *shown, "--bind", str(workdir), str(workdir), "--chdir", str(workdir),
             "--", *command]
 

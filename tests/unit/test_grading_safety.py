@@ -231,3 +231,15 @@ def test_the_sandbox_shows_the_interpreter_and_the_course_even_under_tmp(monkeyp
     shown = {command[i + 1] for i, arg in enumerate(command) if arg == "--ro-bind"}
     assert str(Path(sys.prefix).resolve()) in shown or sys.prefix in shown  # a clone under /tmp keeps its .venv
     assert str(ROOT) in shown  # and its course files (the private /tmp would hide both)
+
+
+def test_a_folder_named_through_a_symlink_is_shown_at_both_paths(monkeypatch, tmp_path: Path) -> None:
+    """DLCOURSE_DATA=/tmp/cc/shared/data with /tmp/cc/shared a symlink: the notebook opens the named path."""
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: "/usr/bin/bwrap")
+    real = tmp_path / "real" / "data"
+    real.mkdir(parents=True)
+    (tmp_path / "shared").symlink_to(tmp_path / "real")
+    command = sandbox.wrap(["python"], tmp_path / "work", [tmp_path / "shared" / "data"])
+    binds = {(command[i + 1], command[i + 2]) for i, arg in enumerate(command) if arg == "--ro-bind"}
+    assert (str(real.resolve()), str(real.resolve())) in binds
+    assert (str(real.resolve()), str(tmp_path / "shared" / "data")) in binds
