@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 # The browser test drives the system's Chromium; Playwright must never fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: help install browser sandbox lab test course labs refresh reset bench lock doctor clean
+.PHONY: help install browser sandbox lab test course labs refresh reset bench lock doctor tiny-bert clean
 
 help:
 	@echo "make lab      create .venv if needed, install, start JupyterLab on labs/"
@@ -26,7 +26,8 @@ help:
 	@echo "make reset LAB=NN  a fresh copy of labs/NN_*.ipynb (your version is backed up to build/lab-backups/)"
 	@echo "make bench    run the benchmarks and print their tables"
 	@echo "make doctor   report versions, devices, data and lab sync"
-	@echo "make lock     re-resolve requirements/requirements.in into requirements/lock.txt"
+	@echo "make tiny-bert  re-train lab 15's shipped tiny BERT (about 10 minutes on 2 cores) and rewrite its files"
+	@echo "make lock     resolve requirements/requirements.in into requirements/lock.txt (keeps existing pins; UPGRADE=1 re-resolves all)"
 
 # The stamp is rebuilt whenever the lock or the package metadata changes.
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -84,8 +85,12 @@ doctor: install
 lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
-	build/lock-venv/bin/python -m pip install --quiet -r requirements/requirements.in
+	build/lock-venv/bin/python -m pip install --quiet -r requirements/requirements.in $(if $(UPGRADE),,-c requirements/lock.txt)
 	build/lock-venv/bin/python scripts/write_lock.py build/lock-venv/bin/python requirements/lock.txt
+
+# Lab 15's pre-trained encoder: lab 11's recipe in BERT's layout; writes the safetensors weights and their record.
+tiny-bert: install
+	$(PY) -m dlcourse.finetune.shipped --out lib/dlcourse/finetune/weights
 
 clean:
 	rm -rf build .pytest_cache

@@ -30,17 +30,23 @@ class BertConfig:
     n_layers: int = 3
     d_ff: int = 512
     dropout: float = 0.0
+    # lab 11 trains pre-LN; True/False below is BERT's own layout (post-LN, LayerNorm on the embeddings), which
+    # lab 15's shipped model uses so that transformers.BertForMaskedLM computes the same function
+    norm_first: bool = True
+    embedding_norm: bool = False
 
 
 class TinyBert(nn.Module):
-    """Encoder (learned positions, pre-LN, GELU) + BERT's MLM head: dense → GELU → LayerNorm → decoder whose
-    weight is TIED to the token embedding (Devlin et al. 2019; Press & Wolf 2017), plus an output bias."""
+    """Encoder (learned positions, GELU; pre-LN, or BERT's post-LN via the config) + BERT's MLM head: dense → GELU
+    → LayerNorm → decoder whose weight is TIED to the token embedding (Devlin et al. 2019; Press & Wolf 2017),
+    plus an output bias."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config.vocab_size, config.max_len, config.d_model, config.n_heads, config.n_layers,
-                               config.d_ff, config.dropout, positions="learned", norm_first=True, activation="gelu")
+                               config.d_ff, config.dropout, positions="learned", norm_first=config.norm_first,
+                               activation="gelu", embedding_norm=config.embedding_norm)
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.norm = nn.LayerNorm(config.d_model)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))

@@ -90,7 +90,7 @@ class Encoder(nn.Module):
 
     def __init__(self, vocab_size: int, max_len: int, d_model: int = 128, n_heads: int = 4, n_layers: int = 2,
                  d_ff: int | None = None, dropout: float = 0.1, *, positions: Literal["learned", "sinusoidal"] = "learned",
-                 norm_first: bool = True, activation: Activation = "gelu") -> None:
+                 norm_first: bool = True, activation: Activation = "gelu", embedding_norm: bool = False) -> None:
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
         self.token_embedding = nn.Embedding(vocab_size, d_model)
@@ -98,6 +98,8 @@ class Encoder(nn.Module):
             self.position_embedding = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
         else:
             self.register_buffer("position_embedding", torch.from_numpy(sinusoidal_positions(max_len, d_model)))
+        # BERT normalises the summed embeddings before the first (post-LN) block; lab 10/11's pre-LN encoders do not
+        self.embedding_norm = nn.LayerNorm(d_model) if embedding_norm else nn.Identity()
         self.embedding_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             EncoderBlock(d_model, n_heads, d_ff or 4 * d_model, dropout, norm_first=norm_first, activation=activation)
@@ -105,11 +107,11 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
 
     def embed(self, tokens: Tensor) -> Tensor:
-        """(B, T) token ids → (B, T, d): token vector + position vector."""
+        """(B, T) token ids → (B, T, d): token vector + position vector (then LayerNorm when ``embedding_norm``)."""
         t = tokens.shape[1]
         if t > self.max_len:
             raise ValueError(f"sequence length {t} is longer than max_len = {self.max_len}.")
-        return self.embedding_dropout(self.token_embedding(tokens) + self.position_embedding[:t])
+        return self.embedding_dropout(self.embedding_norm(self.token_embedding(tokens) + self.position_embedding[:t]))
 
     def forward(self, tokens: Tensor, key_padding: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
         """(B, T) token ids → (B, T, d) contextual vectors."""
