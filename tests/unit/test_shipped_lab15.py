@@ -79,3 +79,11 @@ def test_the_new_dependencies_load_only_when_lab_15_asks_for_them() -> None:
     # transformers 5 has no TensorFlow code path: loading the BERT classes and the pipeline never imports it
     loaded = _modules_after("from transformers import BertForMaskedLM, pipeline, PreTrainedTokenizerFast\nimport peft")
     assert "tensorflow" not in loaded and "keras" not in loaded and "transformers" in loaded
+
+
+def test_a_missing_package_is_named_with_its_fix() -> None:
+    from dlcourse.finetune import MissingPackageError, require
+
+    assert require("json").dumps([1]) == "[1]"
+    with pytest.raises(MissingPackageError, match="pip install no_such_package_dlcourse"):
+        require("no_such_package_dlcourse")

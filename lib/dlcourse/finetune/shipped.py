@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dlcourse.errors import DlcourseError
+from dlcourse.finetune import require
 from dlcourse.mlm import CharTokenizer, MaskedSet, build_vocab, make_masked_set, split_by_position
 from dlcourse.mlm_model import BertConfig, TinyBert, TrainConfig, evaluate_mlm, train_mlm
 
@@ -86,8 +87,7 @@ def pretrain(text: str, recipe: Recipe = Recipe(), progress: bool = True) -> tup
 
 def write_shipped(model: TinyBert, record: dict, folder: Path = WEIGHTS_DIR) -> Path:
     """Weights as safetensors (the tied decoder is the embedding, stored once) + the JSON record with their hash."""
-    from safetensors.torch import save_file
-
+    save_file = require("safetensors.torch").save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_NAME
@@ -106,8 +106,7 @@ def read_record(folder: Path = WEIGHTS_DIR) -> dict:
 
 def load_shipped(folder: Path = WEIGHTS_DIR) -> tuple[TinyBert, CharTokenizer, dict]:
     """(model in eval mode, tokenizer, record) from the shipped files, after checking the weights' SHA-256."""
-    from safetensors.torch import load_file
-
+    load_file = require("safetensors.torch").load_file
     record = read_record(folder)
     weights = Path(folder) / WEIGHTS_NAME
     if not weights.exists() or sha256_of(weights) != record["sha256"]:
