@@ -144,7 +144,8 @@ def test_importing_the_bridge_stays_light_and_transformers_never_imports_tensorf
     code = ("import sys, dlcourse.finetune.hf, dlcourse.checks.lab15_hf; "
             "assert 'transformers' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert "transformers" in sys.modules and "tensorflow" not in sys.modules  # here transformers ran (fixture)
+    assert "transformers" in sys.modules  # here transformers ran (fixture); test_shipped_lab15 checks, in a fresh
+    # interpreter, that it never imports TensorFlow (other tests of this worker may have loaded TensorFlow here)
 
 
 # ------------------------------------------------------------------------------- the circulating example
