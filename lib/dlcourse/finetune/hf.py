@@ -329,7 +329,7 @@ class SpreadDemo:
 
 def identical_logits(folder: str | Path, text: str = "The cat sat on the [MASK].") -> SpreadDemo:
     """Mistake 3, logits identical at every position: a model that reads its input gives each position its own
-    logits; only a model that ignores its input (here, its embeddings zeroed) prints the same row everywhere."""
+    logits; only a model that ignores its input (here, ``blind_copy``) prints the same row everywhere."""
     tokenizer, model = load_folder(folder)
     ids = _encode(tokenizer, text)
     with torch.no_grad():

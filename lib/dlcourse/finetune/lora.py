@@ -130,9 +130,8 @@ class PeftParity:
 
 
 def _peft_modules():
-    """(LoraConfig, get_peft_model), imported offline and without TensorFlow."""
+    """(LoraConfig, get_peft_model), imported offline (peft loads transformers, which v5 keeps free of TensorFlow)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_TF", "1")
     from dlcourse.finetune import require
 
     peft = require("peft")
